@@ -1,0 +1,111 @@
+"""``lossnet list`` and ``lossnet distance``."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..errors import UnknownNameError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("list", help="architectures and their extraction points",
+                              description="List architectures, or one architecture's extraction points and layer sets.")
+    p.add_argument("arch", nargs="?", help="an architecture name (e.g. vgg16, timm:convnext_tiny)")
+    p.add_argument("--all", action="store_true", help="also list every torchvision classification model")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_list)
+
+    p = subparsers.add_parser("distance", help="perceptual distance between two image files",
+                              description="Print the distance between two images under a loss network.")
+    p.add_argument("image_a")
+    p.add_argument("image_b")
+    p.add_argument("--net", default="alex",
+                   help="architecture, 'alex'/'vgg'/'squeeze' for LPIPS, or 'none' for pixel distances (default: alex)")
+    p.add_argument("--layers", default=None, help="layer set (pihlgren, lpips, kumar, all) or comma-separated points")
+    p.add_argument("--distance", default="spatial", help="spatial, mean_pool, style, mse, l1, l2, ssim")
+    p.add_argument("--weights", default="imagenet", help="imagenet, random, or a state-dict file")
+    p.add_argument("--lin", default=None, help="'lpips' (LPIPS trunks) or a lin weights file")
+    p.add_argument("--size", type=int, default=None, help="resize both images to SIZE x SIZE first")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_distance)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from ..networks import extraction_points, get_spec, imagenet_top1, layer_sets, list_architectures
+
+    if args.arch:
+        spec = get_spec(args.arch)
+        info = {"arch": spec.name, "source": spec.source, "family": spec.family,
+                "extraction_points": extraction_points(spec.name),
+                "layer_sets": {k: v for k, v in layer_sets(spec.name).items() if k != "all"},
+                "default_layers": spec.default_layers, "input_mean": spec.mean, "input_std": spec.std,
+                "imagenet_top1": imagenet_top1(spec.name)}
+        if args.json:
+            print(json.dumps(info, indent=2))
+            return 0
+        print(f"{spec.name} ({spec.source}, ImageNet top-1: {info['imagenet_top1'] or 'n/a'})")
+        print("extraction points, shallow to deep:")
+        for p in info["extraction_points"]:
+            sets = [k for k, v in info["layer_sets"].items() if p in v]
+            print(f"  {p}" + (f"    [{', '.join(sets)}]" if sets else ""))
+        for name, points in info["layer_sets"].items():
+            print(f"layer set {name}: {', '.join(points)}")
+        return 0
+    names = list_architectures(include_torchvision=args.all)
+    if args.json:
+        print(json.dumps({n: layer_sets(n).get(get_spec(n).default_layers, []) for n in names}, indent=2))
+        return 0
+    width = max(len(n) for n in names)
+    print(f"{'architecture':<{width}}  default layers")
+    for n in names:
+        spec = get_spec(n)
+        sets = spec.layer_sets
+        shown = sets.get(spec.default_layers) or ("(every extraction point)" if spec.default_layers == "all" else "")
+        print(f"{n:<{width}}  {spec.default_layers}: {', '.join(shown) if isinstance(shown, tuple) else shown}")
+    print("\nAlso: any torchvision classification model (lossnet list --all) and any timm model as timm:<name>.")
+    return 0
+
+
+_LPIPS_NETS = {"alex", "vgg", "squeeze"}
+
+
+def build_metric(net: str, layers: str | None, distance: str, weights: str, lin: str | None):
+    """The metric a CLI command describes: LPIPS for alex/vgg/squeeze, a pixel distance for
+    ``none``, otherwise a PerceptualLoss over ``net``."""
+    from ..loss import PerceptualLoss, lpips
+
+    if net in _LPIPS_NETS and layers is None and distance in ("spatial", "lpips", "local"):
+        return lpips(net, weights=weights, lin=lin if lin is not None else "lpips", reduction="none")
+    if net in ("none", "pixel"):
+        return PerceptualLoss(distance=distance, reduction="none")
+    arch = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezenet1_1"}.get(net, net)
+    if lin == "lpips":
+        if net not in _LPIPS_NETS:
+            raise UnknownNameError(f"--lin lpips needs --net alex, vgg or squeeze, not {net!r}.")
+        return lpips(net, weights=weights, reduction="none")
+    return PerceptualLoss(arch, layers=layers, distance=distance, weights=weights, lin=lin, reduction="none")
+
+
+def cmd_distance(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..data.images import load_image
+
+    size = args.size
+    a = load_image(args.image_a, size=size)
+    b = load_image(args.image_b, size=size)
+    if a.shape != b.shape and size is None:
+        from ..errors import InputError
+
+        raise InputError(f"{args.image_a} is {tuple(a.shape[1:])} but {args.image_b} is {tuple(b.shape[1:])} "
+                         "(H, W): pass --size N to resize both.")
+    metric = build_metric(args.net, args.layers, args.distance, args.weights, args.lin)
+    with torch.no_grad():
+        value = float(metric(a[None], b[None])[0])
+    if args.json:
+        print(json.dumps({"image_a": args.image_a, "image_b": args.image_b, "net": args.net,
+                          "layers": getattr(metric, "points", []), "distance": metric.distance,
+                          "weights": args.weights, "value": value}))
+    else:
+        print(f"{value:.6f}")
+    return 0

@@ -1,0 +1,85 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lossnet.cli.main import main
+
+
+def test_list_all_architectures(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "vgg16" in out and "features.3, features.8, features.15, features.29" in out and "timm:<name>" in out
+
+
+def test_list_one_architecture_json(capsys):
+    assert main(["list", "resnet18", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["extraction_points"][:4] == ["conv1", "bn1", "relu", "maxpool"]
+    assert info["layer_sets"]["pihlgren"] == ["relu", "layer1", "layer2", "layer4"]
+    assert info["imagenet_top1"] == pytest.approx(69.758)
+
+
+def test_list_unknown_architecture_is_a_clear_error(capsys):
+    assert main(["list", "resnet19"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lossnet: error: unknown architecture 'resnet19'") and "resnet18" in err
+
+
+@pytest.fixture()
+def image_files(tmp_path, photos):
+    paths = []
+    for i in (0, 1):
+        array = (photos[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        paths.append(tmp_path / f"img{i}.png")
+        Image.fromarray(array).save(paths[-1])
+    return paths
+
+
+def test_distance_json_equals_python_api(image_files, capsys):
+    import torch
+
+    import lossnet
+    from lossnet.data.images import load_image
+
+    argv = [str(image_files[0]), str(image_files[1]), "--net", "efficientnet_lite0", "--layers", "blocks.1,blocks.2",
+            "--distance", "mean_pool", "--json"]
+    assert main(["distance", *argv]) == 0
+    result = json.loads(capsys.readouterr().out)
+    metric = lossnet.PerceptualLoss("efficientnet_lite0", ["blocks.1", "blocks.2"], "mean_pool", reduction="none")
+    with torch.no_grad():
+        expected = metric(load_image(image_files[0])[None], load_image(image_files[1])[None]).item()
+    assert result["value"] == pytest.approx(expected, rel=1e-6)
+    assert result["layers"] == ["blocks.1", "blocks.2"] and result["distance"] == "mean_pool"
+
+
+def test_distance_pixel_baseline(image_files, capsys):
+    assert main(["distance", str(image_files[0]), str(image_files[0]), "--net", "none", "--distance", "ssim"]) == 0
+    assert float(capsys.readouterr().out) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_distance_missing_file(image_files, tmp_path, capsys):
+    assert main(["distance", str(image_files[0]), str(tmp_path / "missing.png"), "--net", "none",
+                 "--distance", "l2"]) == 2
+    assert "missing.png" in capsys.readouterr().err
+
+
+def test_distance_offline_imagenet_weights_error(image_files, capsys, monkeypatch, tmp_path):
+    import torch
+    import urllib.error
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "download_url_to_file",
+                        lambda *a, **k: (_ for _ in ()).throw(urllib.error.URLError("offline")))
+    assert main(["distance", str(image_files[0]), str(image_files[1]), "--net", "alex"]) == 2
+    err = capsys.readouterr().err
+    assert "alexnet-owt-7be5be79.pth" in err and "weights=<path" in err
+
+
+def test_console_script_entry_point():
+    out = subprocess.run([sys.executable, "-m", "lossnet", "--help"], capture_output=True, text=True, check=True)
+    for command in ("list", "distance", "demo"):
+        assert command in out.stdout

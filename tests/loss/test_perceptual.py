@@ -1,0 +1,144 @@
+import pytest
+import torch
+from torch import nn
+
+import lossnet
+from lossnet.errors import InputError, LossnetError, UnknownNameError
+
+
+@pytest.fixture(scope="module")
+def vgg_loss():
+    return lossnet.PerceptualLoss("vgg16", layers=["features.3", "features.8"], distance="spatial",
+                                  weights="random", reduction="none")
+
+
+def test_reductions(vgg_loss, photo_pairs):
+    x0, x1 = photo_pairs
+    per_sample = vgg_loss(x0, x1)
+    assert per_sample.shape == (4,) and (per_sample > 0).all()
+    mean = lossnet.PerceptualLoss(network=vgg_loss.net, reduction="mean")(x0, x1)
+    total = lossnet.PerceptualLoss(network=vgg_loss.net, reduction="sum")(x0, x1)
+    torch.testing.assert_close(mean, per_sample.mean())
+    torch.testing.assert_close(total, per_sample.sum())
+    torch.testing.assert_close(vgg_loss(x0, x0), torch.zeros(4))
+
+
+def test_distance_equals_functional_on_features(vgg_loss, photo_pairs):
+    x0, x1 = photo_pairs
+    for name in ("spatial", "mean_pool", "style", "mse", "l1"):
+        loss = lossnet.PerceptualLoss(network=vgg_loss.net, distance=name, reduction="none")
+        f0, f1 = vgg_loss.net(x0), vgg_loss.net(x1)
+        torch.testing.assert_close(loss(x0, x1), lossnet.feature_distance(f0, f1, name))
+
+
+def test_per_layer_distances(vgg_loss, photo_pairs):
+    per = vgg_loss.distance_per_layer(*photo_pairs)
+    assert list(per) == ["features.3", "features.8"]
+    torch.testing.assert_close(per["features.3"] + per["features.8"], vgg_loss(*photo_pairs))
+
+
+def test_training_loss_backward_only_through_input(vgg_loss, photo_pairs):
+    x0, x1 = photo_pairs
+    generator = nn.Conv2d(3, 3, 3, padding=1)
+    out = torch.sigmoid(generator(x0))
+    loss = lossnet.PerceptualLoss(network=vgg_loss.net, distance="mse")(out, x1)
+    loss.backward()
+    assert generator.weight.grad is not None and generator.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in vgg_loss.net.parameters())
+
+
+def test_gradient_matches_joint_computation(vgg_loss, photo_pairs):
+    """Separate passes for input and target give the same gradient as a naive computation."""
+    x0, x1 = photo_pairs
+    x = x0.clone().requires_grad_(True)
+    lossnet.PerceptualLoss(network=vgg_loss.net)(x, x1).backward()
+    y = x0.clone().requires_grad_(True)
+    f0, f1 = vgg_loss.net(y), vgg_loss.net(x1)
+    lossnet.feature_distance(f0, f1, "spatial").mean().backward()
+    torch.testing.assert_close(x.grad, y.grad)
+
+
+def test_pixel_baselines(photo_pairs):
+    x0, x1 = photo_pairs
+    l2 = lossnet.PerceptualLoss(distance="l2", reduction="none")(x0, x1)
+    torch.testing.assert_close(l2, ((x0 - x1) ** 2).mean((1, 2, 3)))
+    ssim = lossnet.PerceptualLoss(distance="ssim", reduction="none")
+    assert (ssim(x0, x1) > 0).all() and torch.allclose(ssim(x0, x0), torch.zeros(4), atol=1e-6)
+    with pytest.raises(LossnetError, match="uses no network"):
+        lossnet.PerceptualLoss("vgg16", distance="l2")
+
+
+def test_spatial_map(vgg_loss, photo_pairs):
+    m = lossnet.PerceptualLoss(network=vgg_loss.net, spatial=True, reduction="none")(*photo_pairs)
+    assert m.shape == (4, 1, 64, 64) and (m >= 0).all()
+
+
+def test_layer_weights(vgg_loss, photo_pairs):
+    per = vgg_loss.distance_per_layer(*photo_pairs)
+    weighted = lossnet.PerceptualLoss(network=vgg_loss.net, reduction="none", layer_weights=[0.25, 4.0])
+    torch.testing.assert_close(weighted(*photo_pairs), 0.25 * per["features.3"] + 4.0 * per["features.8"])
+
+
+def test_bfloat16_autocast_on_cpu(photo_pairs):
+    x0, x1 = (x[:2, :, :32, :32] for x in photo_pairs)
+    loss = lossnet.PerceptualLoss("resnet18", ["relu", "layer1"], weights="random", reduction="none")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = loss(x0, x1)
+    assert low.dtype == torch.float32 and torch.isfinite(low).all()
+    torch.testing.assert_close(low, loss(x0, x1), rtol=0.1, atol=1e-3)
+
+
+def test_deterministic_on_cpu(photo_pairs):
+    a = lossnet.PerceptualLoss("resnet18", "pihlgren", weights="random", seed=5, reduction="none")(*photo_pairs)
+    b = lossnet.PerceptualLoss("resnet18", "pihlgren", weights="random", seed=5, reduction="none")(*photo_pairs)
+    assert torch.equal(a, b)
+
+
+def test_moves_with_to(vgg_loss):
+    loss = lossnet.lpips("alex", weights="random").to(torch.float64)
+    x = torch.rand(1, 3, 32, 32, dtype=torch.float64)
+    assert loss(x, x.flip(-1)).dtype == torch.float64
+
+
+@pytest.mark.parametrize("bad,match", [
+    (torch.rand(3, 64, 64), r"unsqueeze\(0\)"),
+    (torch.rand(2, 64, 64, 3), "permute"),
+    (torch.rand(2, 1, 64, 64), "expand_grayscale=True"),
+    (torch.rand(2, 4, 64, 64), "alpha"),
+    (torch.rand(2, 3, 64, 64) * 255, "divide by 255"),
+    (torch.rand(2, 3, 64, 64) * 2 - 1, "input_range='-1,1'"),
+    (torch.full((2, 3, 64, 64), float("nan")), "NaN"),
+    (torch.randint(0, 255, (2, 3, 64, 64), dtype=torch.uint8), r"\.float\(\) / 255"),
+    ([[0.0]], "must be a torch.Tensor"),
+])
+def test_bad_inputs_get_clear_errors(vgg_loss, bad, match):
+    good = torch.rand(2, 3, 64, 64)
+    with pytest.raises(InputError, match=match):
+        vgg_loss(bad, good if getattr(bad, "shape", None) == good.shape else bad)
+
+
+def test_mismatched_sizes(vgg_loss):
+    with pytest.raises(InputError, match="different shapes"):
+        vgg_loss(torch.rand(2, 3, 64, 64), torch.rand(2, 3, 32, 32))
+
+
+def test_grayscale_expanded_on_request(vgg_loss):
+    gray = torch.rand(2, 1, 64, 64)
+    loss = lossnet.PerceptualLoss(network=vgg_loss.net, expand_grayscale=True, reduction="none")
+    torch.testing.assert_close(loss(gray, gray.flip(-1)), vgg_loss(gray.expand(-1, 3, -1, -1), gray.flip(-1).expand(-1, 3, -1, -1)))
+
+
+def test_unknown_names():
+    with pytest.raises(UnknownNameError, match="spatial"):
+        lossnet.PerceptualLoss(distance="spacial")
+    with pytest.raises(UnknownNameError, match="mean"):
+        lossnet.PerceptualLoss(distance="l2", reduction="avg")
+    with pytest.raises(UnknownNameError, match="alex"):
+        lossnet.lpips("alexnet")
+
+
+def test_lin_lpips_only_for_lpips_trunks():
+    from lossnet.errors import WeightsError
+
+    with pytest.raises(WeightsError, match="calibrate"):
+        lossnet.PerceptualLoss("resnet18", "pihlgren", weights="random", lin="lpips")

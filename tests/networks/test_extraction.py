@@ -1,0 +1,141 @@
+import pytest
+import torch
+from torch import nn
+
+import lossnet
+from lossnet.networks.extraction import LossNetwork
+
+# (arch, points) checked against forward hooks on the full torchvision model
+HOOK_CASES = [
+    ("vgg16", ["features.3", "features.8", "features.15", "features.29"]),
+    ("alexnet", ["features.1", "features.4", "features.7", "features.9", "features.11"]),
+    ("resnet18", ["relu", "layer1", "layer2", "layer4"]),
+    ("squeezenet1_1", ["features.1", "features.3", "features.7", "features.12"]),
+    ("densenet121", ["features.relu0", "features.denseblock1", "features.denseblock2"]),
+    ("efficientnet_b0", ["features.0", "features.1", "features.4"]),
+    ("googlenet", ["conv1", "inception3a", "inception4a"]),
+]
+
+
+def _hooked_features(model: nn.Module, points: list[str], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    modules = dict(model.named_modules())
+    seen: dict[str, torch.Tensor] = {}
+    handles = [modules[p].register_forward_hook(lambda m, i, o, p=p: seen.__setitem__(p, o.clone()))
+               for p in points]
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    return seen
+
+
+@pytest.mark.parametrize("arch,points", HOOK_CASES, ids=[c[0] for c in HOOK_CASES])
+def test_points_equal_forward_hooks_on_full_model(arch, points, photos):
+    net = LossNetwork(arch, points, weights="random", seed=3)
+    full = lossnet.load_model(arch, weights="random", seed=3).eval()
+    x = photos[:2]
+    ours = net(x)
+    # the full model sees the same normalised input; its own forward logic runs
+    theirs = _hooked_features(full, points, net.prepare(x))
+    assert list(ours) == points
+    for p in points:
+        torch.testing.assert_close(ours[p], theirs[p], rtol=1e-5, atol=1e-6)
+
+
+def test_inception_transform_input_runs(photos):
+    """inception_v3's forward applies transform_input before the first conv; children in
+    sequence would skip it."""
+    net = LossNetwork("inception_v3", ["Conv2d_1a_3x3"], weights="random")
+    full = lossnet.load_model("inception_v3", weights="random")
+    assert full.transform_input
+    x = torch.nn.functional.interpolate(photos[:1], size=(96, 96))
+    prepared = net.prepare(x)
+    via_hook = _hooked_features(full, ["Conv2d_1a_3x3"], prepared)["Conv2d_1a_3x3"]
+    skipped = full.Conv2d_1a_3x3(prepared)  # what running the children in sequence gives
+    torch.testing.assert_close(net(x)["Conv2d_1a_3x3"], via_hook)
+    assert not torch.allclose(via_hook, skipped)
+
+
+def test_truncation_keeps_no_parameters_past_the_deepest_point():
+    net = LossNetwork("vgg16", ["features.3"], weights="random")
+    full = lossnet.load_model("vgg16", weights="random")
+    expected = sum(p.numel() for p in full.features[:4].parameters())
+    assert sum(p.numel() for p in net.parameters()) == expected
+    assert not hasattr(net.body, "classifier")
+
+
+def test_stays_in_eval_mode_inside_a_training_parent(photos):
+    net = LossNetwork("resnet18", ["layer1"], weights="random")
+    parent = nn.Sequential(nn.Conv2d(3, 3, 1), net)
+    bn = net.body.bn1
+    before = bn.running_mean.clone()
+    parent.train()
+    assert not net.training and not bn.training
+    with torch.no_grad():
+        net(photos)
+    torch.testing.assert_close(bn.running_mean, before)
+    assert all(not p.requires_grad for p in net.parameters())
+
+
+def test_input_is_not_changed_in_place(photos):
+    x = photos.clone()
+    net = LossNetwork("vgg16", ["features.0", "features.1"], weights="random")
+    feats = net(x)
+    torch.testing.assert_close(x, photos)
+    # in-place ReLUs are switched off, so the conv output is not overwritten by the ReLU after it
+    assert (feats["features.0"] < 0).any()
+
+
+def test_gradients_flow_to_the_input(photos):
+    x = photos[:1].clone().requires_grad_(True)
+    LossNetwork("resnet18", ["layer2"], weights="random")(x)["layer2"].sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_input_norm_none_feeds_raw_images(photos):
+    raw = LossNetwork("vgg16", ["features.0"], weights="random", input_norm="none")
+    auto = LossNetwork("vgg16", ["features.0"], weights="random")
+    conv = lossnet.load_model("vgg16", weights="random").features[0]
+    with torch.no_grad():
+        torch.testing.assert_close(raw(photos)["features.0"], conv(photos))
+        mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+        std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+        torch.testing.assert_close(auto(photos)["features.0"], conv((photos - mean) / std))
+
+
+def test_random_weights_are_seeded():
+    a = LossNetwork("resnet18", ["layer1"], weights="random", seed=1)
+    b = LossNetwork("resnet18", ["layer1"], weights="random", seed=1)
+    c = LossNetwork("resnet18", ["layer1"], weights="random", seed=2)
+    assert torch.equal(a.body.conv1.weight, b.body.conv1.weight)
+    assert not torch.equal(a.body.conv1.weight, c.body.conv1.weight)
+
+
+def test_points_are_returned_shallow_to_deep_whatever_the_order_given():
+    net = LossNetwork("resnet18", ["layer2", "relu"], weights="random")
+    assert net.points == ["relu", "layer2"]
+
+
+def test_fine_graph_nodes_are_accepted(photos):
+    net = LossNetwork("resnet18", ["layer1.0.relu"], weights="random")
+    assert net(photos)["layer1.0.relu"].shape[1] == 64
+
+
+def test_vit_cls_token_per_block(photos):
+    net = LossNetwork("vit_b_32", ["encoder.layers.encoder_layer_0", "encoder.layers.encoder_layer_1"],
+                      weights="random")
+    feats = net(photos[:1])  # resized to 224 inside
+    assert [tuple(f.shape) for f in feats.values()] == [(1, 768, 1, 1), (1, 768, 1, 1)]
+    patches = LossNetwork("vit_b_32", ["encoder.layers.encoder_layer_0"], weights="random", tokens="patches")
+    assert tuple(patches(photos[:1])["encoder.layers.encoder_layer_0"].shape) == (1, 768, 7, 7)
+
+
+def test_timm_backbone(photos):
+    net = LossNetwork("timm:resnet18", "kumar", weights="random")
+    shapes = [tuple(f.shape) for f in net(photos[:1]).values()]
+    assert shapes == [(1, 64, 16, 16), (1, 128, 8, 8), (1, 256, 4, 4), (1, 512, 2, 2)]
+
+
+def test_swin_maps_are_channels_first(photos):
+    net = LossNetwork("swin_t", ["features.1"], weights="random")
+    assert tuple(net(photos[:1])["features.1"].shape) == (1, 96, 16, 16)
