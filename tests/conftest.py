@@ -1,10 +1,26 @@
 """Shared, generated, deterministic fixtures."""
 from __future__ import annotations
 
+import socket
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
+
+_real_connect = socket.socket.connect
+
+
+def _loopback_only(self, address):
+    """Tests never reach a hub: only loopback connections (local test servers) are allowed."""
+    host = address[0] if isinstance(address, tuple) else address
+    if isinstance(host, str) and not (host.startswith("127.") or host in ("localhost", "::1") or self.family == socket.AF_UNIX):
+        raise OSError(f"tests may not open network connections (to {address!r})")
+    return _real_connect(self, address)
+
+
+socket.socket.connect = _loopback_only
 
 
 def _photo(name: str, size: int) -> torch.Tensor:

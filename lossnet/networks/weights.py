@@ -164,14 +164,16 @@ def download_checkpoint(url: str, what: str) -> dict[str, torch.Tensor]:
     torchvision's file names end with the first hex digits of the file's SHA-256, which is
     checked; offline, the error names the file and where to put it.
     """
+    from ..data.download import DownloadError, download_file
+
     dest = checkpoint_path(url)
     if not dest.exists():
         dest.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            torch.hub.download_url_to_file(url, str(dest), progress=True)  # writes a temp file, then renames
-        except (urllib.error.URLError, OSError, ConnectionError, TimeoutError) as exc:
+        try:  # resumable: an interrupted download continues from its .part file
+            download_file(url, dest, progress=True)
+        except (DownloadError, urllib.error.URLError, OSError) as exc:
             raise WeightsError(
-                f"could not download the {what} from {url} ({type(exc).__name__}: {exc}). "
+                f"could not download the {what} from {url} ({type(exc).__name__}: {str(exc).splitlines()[0][:300]}). "
                 f"Offline? Download that file on a machine with internet and place it at {dest} "
                 f"(or set TORCH_HOME), or pass weights=<path to the file>."
             ) from exc

@@ -72,7 +72,9 @@ def test_distance_offline_imagenet_weights_error(image_files, capsys, monkeypatc
     import urllib.error
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setattr(torch.hub, "download_url_to_file",
+    import urllib.request
+
+    monkeypatch.setattr(urllib.request.OpenerDirector, "open",
                         lambda *a, **k: (_ for _ in ()).throw(urllib.error.URLError("offline")))
     assert main(["distance", str(image_files[0]), str(image_files[1]), "--net", "alex"]) == 2
     err = capsys.readouterr().err

@@ -1,4 +1,5 @@
 import urllib.error
+import urllib.request
 
 import numpy as np
 import pytest
@@ -6,6 +7,7 @@ import torch
 
 import lossnet
 from lossnet.errors import WeightsError
+from lossnet.data import download as download_mod
 from lossnet.networks import weights as weights_mod
 
 
@@ -97,10 +99,10 @@ def test_auxiliary_heads_are_optional(tmp_path):
 def test_offline_imagenet_download_names_the_file_and_where_to_put_it(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
 
-    def no_network(url, dst, *args, **kwargs):
+    def no_network(*args, **kwargs):
         raise urllib.error.URLError("network is unreachable")
 
-    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    monkeypatch.setattr(urllib.request.OpenerDirector, "open", no_network)
     with pytest.raises(WeightsError) as err:
         lossnet.LossNetwork("resnet18", "pihlgren", weights="imagenet")
     msg = str(err.value)
@@ -114,7 +116,7 @@ def test_imagenet_weights_placed_by_hand_are_used(monkeypatch, tmp_path, resnet1
     dest = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
     dest.parent.mkdir(parents=True)
     dest.write_bytes(resnet18_file.read_bytes())
-    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("must not download"))
+    monkeypatch.setattr(download_mod, "download_file", lambda *a, **k: pytest.fail("must not download"))
     model = lossnet.load_model("resnet18", weights="imagenet")
     assert torch.equal(model.conv1.weight, torch.load(resnet18_file, weights_only=True)["conv1.weight"])
 
@@ -126,7 +128,7 @@ def test_download_with_bad_hash_is_refused(monkeypatch, tmp_path, resnet18_file)
         with open(dst, "wb") as fh:
             fh.write(resnet18_file.read_bytes())  # not the official file: hash prefix differs
 
-    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    monkeypatch.setattr(download_mod, "download_file", fake_download)
     with pytest.raises(WeightsError, match="SHA-256"):
         lossnet.load_model("resnet18", weights="imagenet")
 
