@@ -18,10 +18,12 @@ from .networks import (
     load_model,
 )
 
+from .tasks.similarity import score_2afc, score_jnd, score_mos  # noqa: E402  (needs the core above)
+
 __version__ = "0.1.0"
 
 __all__ = [
     "InputError", "LossNetwork", "LossnetError", "PerceptualLoss", "UnknownNameError", "WeightsError",
     "extraction_points", "feature_distance", "get_spec", "imagenet_top1", "layer_sets",
-    "list_architectures", "load_model", "lpips",
+    "list_architectures", "load_model", "lpips", "score_2afc", "score_jnd", "score_mos",
 ]

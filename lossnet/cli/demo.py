@@ -40,5 +40,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-# Later capabilities add their demo steps here: (name, function(out_dir, seed) -> summary | None).
-_EXTRA_STEPS: list = []
+def _builtin_2afc(out: Path, seed: int) -> dict:
+    from ..tasks.similarity import builtin_table
+
+    print("\n== built-in 2AFC (synthetic judgements)")
+    return builtin_table(out, seed=seed)
+
+
+def _task_demos(out: Path, seed: int) -> dict:
+    from ..tasks.demo import run_task_demos
+
+    print("\n== mini training runs: perceptual loss against pixel loss")
+    return run_task_demos(out / "tasks")
+
+
+def _mini_sweep(out: Path, seed: int) -> dict:
+    from ..experiments.demo import demo_step
+
+    print("\n== mini sweep (results store + study-style report)")
+    return demo_step(out, seed)
+
+
+# Demo steps after the distortion ranking: (name, function(out_dir, seed) -> summary | None).
+_EXTRA_STEPS: list = [("builtin_2afc", _builtin_2afc), ("tasks", _task_demos), ("sweep", _mini_sweep)]

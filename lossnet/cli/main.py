@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "lossnet.cli.score",      # score 2afc|jnd|mos, calibrate
     "lossnet.cli.download",   # download
     "lossnet.cli.train",      # train autoencoder|superres|segmentation
+    "lossnet.cli.sweep",      # sweep run|status|report|export
 )
 
 

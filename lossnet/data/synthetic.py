@@ -31,6 +31,15 @@ brightness or shift change, which moves many pixel values, against a strong dist
 that moves few). The same-family subset is thus mostly a sanity check; the mixed-family
 subset is where metrics differ.
 
+* ``structure-vs-appearance``: one distortion that damages local structure (noise, impulse
+  noise, blur, pixelation, JPEG, quantisation, ghosting) against one that changes global
+  appearance or position (brightness, contrast, saturation, hue, colour cast, a small
+  shift), both at a moderate level (0.4, 0.5 or 0.6); the structural damage is farther.
+  This encodes a well-documented property of human vision (the premise of SSIM, and why
+  pixel L2 fails on BAPPS): observers tolerate global photometric changes and small
+  translations far more than loss of structure. Pixel L2 disagrees with this rule on most
+  items, so this subset separates perceptual metrics from pixel ones. No ties.
+
 JND rule (``synthetic`` subset): p0 is the reference patch, p1 a distortion of it.
 ``same = 1.0`` when p1 is identical (level 0) or a barely visible distortion (level 0.02,
 a mean absolute change of at most about 4 grey levels of 255, e.g. JPEG quality 93 or a
@@ -63,7 +72,13 @@ from .photos import photo_array, photo_names
 SAME_FAMILY = "same-family"
 MIXED_FAMILY = "mixed-family"
 JND_SUBSET = "synthetic"
-SUBSETS_2AFC: tuple[str, ...] = (SAME_FAMILY, MIXED_FAMILY)
+STRUCTURE_VS_APPEARANCE = "structure-vs-appearance"
+SUBSETS_2AFC: tuple[str, ...] = (SAME_FAMILY, MIXED_FAMILY, STRUCTURE_VS_APPEARANCE)
+# Families that damage local structure, and families that change global appearance or position.
+STRUCTURAL_FAMILIES: tuple[str, ...] = (
+    "gaussian_noise", "salt_pepper", "gaussian_blur", "pixelate", "jpeg", "quantize", "ghosting")
+APPEARANCE_FAMILIES: tuple[str, ...] = ("brightness", "contrast", "saturation", "hue_shift", "color_cast", "shift")
+SVA_LEVELS: tuple[float, ...] = (0.4, 0.5, 0.6)
 
 LEVEL_GRID: tuple[float, ...] = tuple(round(0.1 * k, 1) for k in range(1, 11))
 MIN_LEVEL_GAP = 0.3
@@ -74,13 +89,15 @@ JND_DIFFERENT_LEVELS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 JND_TINY_EXCLUDED = ("salt_pepper", "pixelate")
 MIN_PATCH_STD = 0.05
 
-_SUBSET_IDS = {SAME_FAMILY: 1, MIXED_FAMILY: 2, JND_SUBSET: 3}
+_SUBSET_IDS = {SAME_FAMILY: 1, MIXED_FAMILY: 2, JND_SUBSET: 3, STRUCTURE_VS_APPEARANCE: 4}
 
 DESCRIPTION_2AFC = (
     "SYNTHETIC 2AFC set generated from scikit-image photos: judgements are rule-based, not human. "
     "same-family: of two levels of one distortion family, the stronger is farther (ties at equal levels "
     "get 0.5); mixed-family: of a weak (0.1-0.2) and a strong (0.7-1.0) distortion of two different "
-    "families, the strong one is farther. judge = fraction choosing p1 as closer."
+    "families, the strong one is farther; structure-vs-appearance: of a structural distortion (noise, blur, "
+    "JPEG, ...) and a global appearance change (brightness, colour, contrast, small shift) at moderate "
+    "levels, the structural one is farther. judge = fraction choosing p1 as closer."
 )
 DESCRIPTION_JND = (
     "SYNTHETIC JND set generated from scikit-image photos: labels are rule-based, not human. "
@@ -272,6 +289,26 @@ def _mixed_family_specs(n: int, seed: int, size: int, families: Sequence[str], p
     return specs
 
 
+def _structure_vs_appearance_specs(n: int, seed: int, size: int, families: Sequence[str],
+                                   photos: Sequence[str]) -> list[TripletSpec]:
+    structural = [f for f in STRUCTURAL_FAMILIES if f in families]
+    appearance = [f for f in APPEARANCE_FAMILIES if f in families]
+    if not structural or not appearance:
+        return []
+    rng = _rng(seed, STRUCTURE_VS_APPEARANCE)
+    specs = []
+    for _ in range(n):
+        patch = _draw_patch(rng, photos, size)
+        damage = (structural[int(rng.integers(len(structural)))], SVA_LEVELS[int(rng.integers(len(SVA_LEVELS)))], _seed(rng))
+        change = (appearance[int(rng.integers(len(appearance)))], SVA_LEVELS[int(rng.integers(len(SVA_LEVELS)))], _seed(rng))
+        if rng.random() < 0.5:
+            (f0, l0, s0), (f1, l1, s1), judge = damage, change, 1.0
+        else:
+            (f0, l0, s0), (f1, l1, s1), judge = change, damage, 0.0
+        specs.append(TripletSpec(patch, f0, l0, s0, f1, l1, s1, judge))
+    return specs
+
+
 def _check_families(families: Optional[Sequence[str]]) -> list[str]:
     chosen = list(DISTORTIONS) if families is None else list(families)
     for f in chosen:
@@ -288,7 +325,7 @@ def builtin_2afc(
     size: int = 64,
     families: Optional[Sequence[str]] = None,
 ) -> dict[str, SyntheticTwoAFC]:
-    """The built-in SYNTHETIC 2AFC set: ``{"same-family": ..., "mixed-family": ...}``.
+    """The built-in SYNTHETIC 2AFC set: ``{"same-family", "mixed-family", "structure-vs-appearance"}``.
 
     Deterministic for a given ``seed`` (the same seed gives identical tensors). Judgements
     follow the rule in this module's docstring (rule-based, not human); every dataset has
@@ -304,10 +341,14 @@ def builtin_2afc(
         raise ValueError(f"n_per_subset must be at least 1, got {n_per_subset}")
     fams = _check_families(families)
     photos = photo_names()
-    return {
+    sets = {
         SAME_FAMILY: SyntheticTwoAFC(SAME_FAMILY, _same_family_specs(n_per_subset, seed, size, fams, photos), size),
         MIXED_FAMILY: SyntheticTwoAFC(MIXED_FAMILY, _mixed_family_specs(n_per_subset, seed, size, fams, photos), size),
     }
+    sva = _structure_vs_appearance_specs(n_per_subset, seed, size, fams, photos)
+    if sva:  # needs at least one structural and one appearance family
+        sets[STRUCTURE_VS_APPEARANCE] = SyntheticTwoAFC(STRUCTURE_VS_APPEARANCE, sva, size)
+    return sets
 
 
 def builtin_jnd(

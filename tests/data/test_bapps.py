@@ -108,7 +108,7 @@ def test_jnd(bapps):
 
 def test_builtin_keyword():
     sets = load_2afc("builtin")
-    assert list(sets) == ["same-family", "mixed-family"]
+    assert list(sets) == ["same-family", "mixed-family", "structure-vs-appearance"]
     assert all(ds.synthetic for ds in sets.values())
     assert list(load_jnd("builtin")) == ["synthetic"]
 

@@ -39,7 +39,7 @@ def test_photos_bundled_and_deterministic():
 
 
 def test_labelled_synthetic_and_item_format(sets):
-    assert list(sets) == ["same-family", "mixed-family"]
+    assert list(sets) == ["same-family", "mixed-family", "structure-vs-appearance"]
     for name, ds in sets.items():
         assert ds.synthetic is True and len(ds) == N and ds.subset == name
         assert "synthetic" in ds.description.lower() and "not human" in ds.description
@@ -99,6 +99,23 @@ def test_mixed_family_rule(sets):
         else:
             assert j == 0.0 and s.level0 in WEAK_LEVELS and s.level1 in STRONG_LEVELS
     assert 0 < float(ds.judges.sum()) < N
+
+
+def test_structure_vs_appearance_rule(sets):
+    from lossnet.data.synthetic import APPEARANCE_FAMILIES, STRUCTURAL_FAMILIES, SVA_LEVELS
+
+    ds = sets["structure-vs-appearance"]
+    assert len(ds) == N and ds.synthetic
+    for i, s in enumerate(ds.specs):
+        assert s.level0 in SVA_LEVELS and s.level1 in SVA_LEVELS
+        if float(ds.judges[i]) == 1.0:  # p0 is the structural damage, so p1 is closer
+            assert s.family0 in STRUCTURAL_FAMILIES and s.family1 in APPEARANCE_FAMILIES
+        else:
+            assert float(ds.judges[i]) == 0.0
+            assert s.family0 in APPEARANCE_FAMILIES and s.family1 in STRUCTURAL_FAMILIES
+    assert 0 < float(ds.judges.sum()) < N
+    only_structural = builtin_2afc(n_per_subset=4, families=["gaussian_noise", "jpeg"])
+    assert "structure-vs-appearance" not in only_structural
 
 
 def test_rendered_images_follow_the_rule(sets):

@@ -1,0 +1,142 @@
+"""``lossnet sweep run|status|report|export``: experiment grids into a results store.
+
+Examples:
+    lossnet sweep run mini --db lossnet-out/sweep/results.sqlite
+    lossnet sweep run my-grid.toml --db results.sqlite --executor processes --workers 4
+    lossnet sweep run pihlgren --db pihlgren.sqlite --executor ray --address auto \\
+        --set similarity.data=/data/bapps
+    lossnet sweep status mini --db lossnet-out/sweep/results.sqlite --json
+    lossnet sweep report mini --db lossnet-out/sweep/results.sqlite --out lossnet-out/sweep/report
+    lossnet sweep export --db results.sqlite --csv results.csv --parquet results.parquet
+
+Running ``sweep run`` again after any interruption finishes what is missing; finished runs are
+never redone.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _spec_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", metavar="SPEC",
+                   help="a sweep spec file (TOML) or a ready-made spec: mini, pihlgren, kumar-out-of-the-box")
+    p.add_argument("--db", required=True, help="the results store (an SQLite file; created if absent)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="TASK.KEY=VALUE",
+                   help="override a task setting, e.g. --set similarity.data=/data/bapps (repeatable; changes run ids)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "sweep", help="run experiment grids (architectures x points x distances x tasks x seeds) into a results store",
+        description="Expand a sweep spec into runs with stable ids, run what the results store has not finished "
+                    "(in-process, in local worker processes, or on Ray), and report study-style tables and figures.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  lossnet sweep run mini --db lossnet-out/sweep/results.sqlite\n"
+               "  lossnet sweep status mini --db lossnet-out/sweep/results.sqlite --json\n"
+               "  lossnet sweep report mini --db lossnet-out/sweep/results.sqlite --out lossnet-out/sweep/report\n"
+               "  lossnet sweep export --db lossnet-out/sweep/results.sqlite --csv results.csv\n")
+    sub = p.add_subparsers(dest="sweep_command", metavar="ACTION")
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+    run = sub.add_parser("run", help="run every run of SPEC that --db has not finished")
+    _spec_args(run)
+    run.add_argument("--executor", default="inprocess", choices=("inprocess", "processes", "ray"),
+                     help="inprocess (default), processes (local workers) or ray")
+    run.add_argument("--workers", type=int, default=1,
+                     help="worker processes for --executor processes (default 1); runs in flight for ray")
+    run.add_argument("--address", default=None, help="Ray cluster address (auto, ray://host:10001); default: local")
+    run.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    run.add_argument("--work-dir", default=None,
+                     help="where runs keep checkpoints (default: <db folder>/<db name>-runs)")
+    run.add_argument("--limit", type=int, default=None, help="run at most this many missing runs")
+    run.add_argument("--stale-after", type=float, default=None,
+                     help="seconds without a heartbeat before another host's running run is taken over (default 600)")
+    run.add_argument("--quiet", action="store_true", help="no per-run progress lines")
+    run.add_argument("--json", action="store_true", help="print the summary as JSON")
+    run.set_defaults(func=cmd_run)
+
+    status = sub.add_parser("status", help="how far SPEC got in --db: finished, failed (with errors), running, pending")
+    _spec_args(status)
+    status.add_argument("--json", action="store_true", help="print JSON (total, finished, failed, running, pending, "
+                                                            "failures with their errors, ...)")
+    status.set_defaults(func=cmd_status)
+
+    report = sub.add_parser("report", help="Markdown + HTML report with study-style tables and PNG figures")
+    _spec_args(report)
+    report.add_argument("--out", required=True, help="output folder (report.md, report.html, report.json, figures/)")
+    report.set_defaults(func=cmd_report)
+
+    export = sub.add_parser("export", help="export every run of --db to CSV and/or Parquet")
+    export.add_argument("--db", required=True, help="the results store")
+    export.add_argument("--csv", default=None, metavar="OUT", help="write a CSV file")
+    export.add_argument("--parquet", default=None, metavar="OUT", help="write a Parquet file (needs pyarrow)")
+    export.set_defaults(func=cmd_export)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ..experiments.runner import run_sweep
+    from ..experiments.store import DEFAULT_STALE_AFTER
+
+    summary = run_sweep(args.spec, args.db, executor=args.executor, workers=args.workers, address=args.address,
+                        retry_failed=args.retry_failed, work_root=args.work_dir, overrides=args.overrides,
+                        stale_after=args.stale_after if args.stale_after is not None else DEFAULT_STALE_AFTER,
+                        progress=not args.quiet, limit=args.limit)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"{summary['spec']}: {summary['finished']}/{summary['total']} finished, {summary['failed']} failed, "
+              f"{summary['running']} running, {summary['pending']} pending -> {summary['db']}")
+        for f in summary["failures"][:20]:
+            print(f"  FAILED {f['id']} {f['task']} {f['arch'] or 'pixel'} {f['label']} {f['distance']}: {f['error']}")
+        if summary["failed"]:
+            print("  (see 'lossnet sweep status ... --json' for tracebacks; --retry-failed runs them again)")
+    return 1 if summary["failed"] else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from ..experiments.runner import format_status, sweep_status
+
+    status = sweep_status(args.spec, args.db, overrides=args.overrides)
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        print(format_status(status))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ..report.study import build_report
+
+    result = build_report(args.spec, args.db, args.out, overrides=args.overrides)
+    st = result["data"]["status"]
+    print(f"report of {result['data']['spec']} ({st['finished']}/{st['total']} runs finished): {result['markdown']}, "
+          f"{result['html']}, {len(result['figures'])} figures")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..errors import LossnetError
+    from ..experiments.store import ResultsStore
+
+    if not args.csv and not args.parquet:
+        raise LossnetError("sweep export needs --csv OUT and/or --parquet OUT.")
+    from pathlib import Path
+
+    if not Path(args.db).is_file():
+        raise LossnetError(f"no results store at {args.db!r}: run 'lossnet sweep run SPEC --db {args.db}' first.")
+    store = ResultsStore(args.db)
+    n = store.counts()["total"]
+    for path in (args.csv and store.export_csv(args.csv), args.parquet and store.export_parquet(args.parquet)):
+        if path:
+            print(f"wrote {n} runs to {path}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    parser = argparse.ArgumentParser(prog="lossnet")
+    register(parser.add_subparsers())
+    ns = parser.parse_args()
+    sys.exit(ns.func(ns))

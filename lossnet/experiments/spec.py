@@ -1,0 +1,502 @@
+"""Sweep specs: a TOML grid of architectures x extraction points x distances x tasks x seeds.
+
+A spec names one or more grid blocks; :func:`expand` turns it into :class:`RunConfig`\\ s in a
+deterministic order, each with a stable id: a short hash of its resolved config (canonical
+JSON of task, network, weights, points, distance, seed and the task's settings with their
+defaults filled in; resources and device are left out since they do not change results).
+The same run in two specs has the same id, so one results store serves both.
+
+Spec format (every key but ``grid`` is optional)::
+
+    name = "my-sweep"
+    description = "what it measures"
+    imports = []                       # modules that register extra tasks (run in every worker)
+
+    [[grid]]                           # or [grid]; several [[grid]] blocks are united
+    architectures = ["vgg16", "resnet18"]
+    weights = ["imagenet", "random"]   # "imagenet", "imagenet:TAG", "random" or a state-dict path
+    points = "pihlgren"                # a layer-set name: each of its points is its own run;
+                                       # or explicit points ["features.3", "layer1"];
+                                       # "combined" (all points of layer_set in ONE run),
+                                       # "combined:kumar", or a list of lists [["p1", "p2"]]
+    layer_set = "pihlgren"             # the set "combined" uses (default: pihlgren, else the arch's default)
+    distances = ["spatial"]
+    tasks = ["similarity", "superres"]
+    seeds = [0]
+    baselines = ["l2"]                 # pixel baselines (no network), for the same tasks and seeds
+
+    [tasks.similarity]                 # per-task settings (see lossnet.experiments.tasks.TASKS)
+    data = "builtin"                   # or a BAPPS folder
+    n_per_subset = 100
+
+    [tasks.superres]
+    config = "mini"
+    distances = ["mse"]                # a task may override the grid's distances, weights or seeds
+    overrides = { epochs = 1 }
+    resources = { num_cpus = 2 }
+
+    [resources]                        # what each run asks a Ray cluster for
+    num_cpus = 1
+    num_gpus = 0
+
+``SPEC`` may be a file path or the name of a ready-made spec (``pihlgren``,
+``kumar-out-of-the-box``, ``mini``; see :func:`list_specs`).
+
+Example:
+    >>> spec = load_spec("mini")
+    >>> runs = expand(spec)
+    >>> runs[0].id == expand(load_spec("mini"))[0].id
+    True
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+from ..errors import LossnetError, unknown_name
+from .tasks import NON_RESULT_SETTINGS, canonical_task, get_task, import_plugins
+
+SPECS_DIR = Path(__file__).parent / "specs"
+TOP_KEYS = ("name", "description", "imports", "grid", "tasks", "resources", "defaults")
+GRID_KEYS = ("architectures", "weights", "points", "layer_set", "distances", "tasks", "seeds", "baselines")
+AXIS_OVERRIDES = ("distances", "weights", "seeds")  # grid axes a task's settings may override
+RESOURCE_KEYS = ("num_cpus", "num_gpus", "memory")
+DEFAULT_RESOURCES = {"num_cpus": 1, "num_gpus": 0}
+ID_LENGTH = 12
+
+
+class SpecError(LossnetError):
+    """A sweep spec is malformed: unknown keys, names, or an empty grid."""
+
+
+@dataclass
+class SweepSpec:
+    """A parsed spec (see the module docstring for the format).
+
+    Attributes:
+        name: the spec's name.
+        grids: the grid blocks (dicts with the keys of ``GRID_KEYS``).
+        tasks: per-task settings as written (defaults are filled in by :func:`expand`).
+        resources: default resources per run.
+        imports: modules that register extra tasks.
+        description: free text.
+        source: the file it came from (or None).
+    """
+
+    name: str
+    grids: list[dict[str, Any]]
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    resources: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
+    imports: list[str] = field(default_factory=list)
+    description: str = ""
+    source: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "imports": list(self.imports),
+                "grid": copy.deepcopy(self.grids), "tasks": copy.deepcopy(self.tasks),
+                "resources": dict(self.resources), "source": self.source}
+
+
+@dataclass
+class RunConfig:
+    """One run of a sweep.
+
+    ``identity()`` (everything that determines the results) is hashed into ``id``; ``label``
+    (the point's name, ``combined`` or ``pixel``), ``slot`` (its position among the arch's
+    points, for tables), ``layer_set`` and ``resources`` are metadata.
+
+    Example:
+        >>> rc = RunConfig("similarity", "vgg16", "imagenet", ("features.3",), "spatial", 0, {"data": "builtin"})
+        >>> len(rc.id)
+        12
+    """
+
+    task: str
+    arch: str | None
+    weights: str | None
+    points: tuple[str, ...] | None
+    distance: str
+    seed: int
+    settings: dict[str, Any]
+    label: str = ""
+    slot: int = 0
+    layer_set: str | None = None
+    resources: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
+
+    def identity(self) -> dict[str, Any]:
+        """The resolved config that the id hashes (settings that do not change results left out)."""
+        return {
+            "task": self.task, "arch": self.arch, "weights": self.weights,
+            "points": list(self.points) if self.points is not None else None,
+            "distance": self.distance, "seed": int(self.seed),
+            "settings": {k: v for k, v in sorted(self.settings.items()) if k not in NON_RESULT_SETTINGS},
+        }
+
+    @property
+    def id(self) -> str:
+        return run_id(self.identity())
+
+    @property
+    def network_label(self) -> str:
+        """``vgg16``, ``vgg16 (random)`` or ``pixel``: how tables name the network."""
+        if self.arch is None:
+            return "pixel"
+        return self.arch if self.weights in (None, "imagenet") else f"{self.arch} ({self.weights})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run as a JSON-ready dict (``id`` included); :meth:`from_dict` reads it back."""
+        return {"id": self.id, **self.identity(), "settings": dict(self.settings), "label": self.label,
+                "slot": self.slot, "layer_set": self.layer_set, "resources": dict(self.resources)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "RunConfig":
+        return cls(task=d["task"], arch=d.get("arch"), weights=d.get("weights"),
+                   points=tuple(d["points"]) if d.get("points") is not None else None,
+                   distance=d["distance"], seed=int(d.get("seed", 0)), settings=dict(d.get("settings", {})),
+                   label=d.get("label", ""), slot=int(d.get("slot", 0)), layer_set=d.get("layer_set"),
+                   resources=dict(d.get("resources") or DEFAULT_RESOURCES))
+
+
+def canonical_json(obj: Any) -> str:
+    """Sorted keys, no spaces, ASCII: the same config always gives the same text."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def run_id(identity: Mapping[str, Any]) -> str:
+    """A short (12 hex digits) SHA-256 of the canonical JSON of a resolved run config."""
+    return hashlib.sha256(canonical_json(identity).encode("ascii")).hexdigest()[:ID_LENGTH]
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading
+
+
+def list_specs() -> list[str]:
+    """The names of the ready-made specs.
+
+    Example:
+        >>> "mini" in list_specs()
+        True
+    """
+    return sorted(p.stem for p in SPECS_DIR.glob("*.toml"))
+
+
+def spec_path(spec: str | os.PathLike) -> Path:
+    """The file of ``spec``: an existing path, or a ready-made spec's name."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    named = SPECS_DIR / f"{spec}.toml"
+    if isinstance(spec, str) and named.is_file():
+        return named
+    raise SpecError(f"no sweep spec {str(spec)!r}: not a file, and not a ready-made spec "
+                    f"(those are: {', '.join(list_specs())}).")
+
+
+def load_spec(spec: "str | os.PathLike | SweepSpec | Mapping[str, Any]",
+              overrides: Mapping[str, Any] | Sequence[str] | None = None) -> SweepSpec:
+    """Parse a spec from a path, a ready-made name, a TOML dict, or pass a :class:`SweepSpec` through.
+
+    ``overrides`` change task settings: ``{"similarity.data": "/data/bapps"}`` or
+    ``["similarity.data=/data/bapps"]`` (values are parsed as TOML when they parse).
+
+    Example:
+        >>> load_spec("mini", ["similarity.n_per_subset=20"]).tasks["similarity"]["n_per_subset"]
+        20
+    """
+    if isinstance(spec, SweepSpec):
+        parsed = copy.deepcopy(spec)
+    elif isinstance(spec, Mapping):
+        parsed = parse_spec(spec)
+    else:
+        path = spec_path(spec)
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise SpecError(f"sweep spec {str(path)!r} is not valid TOML: {exc}") from exc
+        parsed = parse_spec(data, default_name=path.stem, source=str(path))
+    if overrides:
+        apply_overrides(parsed, overrides)
+    return parsed
+
+
+def _check_keys(where: str, data: Mapping[str, Any], valid: Sequence[str]) -> None:
+    for key in data:
+        if key not in valid:
+            raise unknown_name(f"key in {where}", key, valid)
+
+
+def _as_list(value: Any, what: str, kind: type | tuple[type, ...] = str) -> list:
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if not isinstance(item, kind) or isinstance(item, bool) and kind is not bool:
+            raise SpecError(f"{what} must be a list of {getattr(kind, '__name__', kind)}s, got {value!r}.")
+    return list(items)
+
+
+def parse_spec(data: Mapping[str, Any], default_name: str = "sweep", source: str | None = None) -> SweepSpec:
+    """Check a TOML dict against the spec format and return a :class:`SweepSpec`."""
+    _check_keys("the sweep spec", data, TOP_KEYS)
+    imports = _as_list(data.get("imports", []), "imports")
+    import_plugins(imports)
+    grids_raw = data.get("grid")
+    if grids_raw is None:
+        raise SpecError("the sweep spec has no [grid] (or [[grid]]) table: nothing to run.")
+    grids_raw = [grids_raw] if isinstance(grids_raw, Mapping) else grids_raw
+    if not isinstance(grids_raw, list) or not grids_raw:
+        raise SpecError("'grid' must be a table or a non-empty array of tables.")
+    defaults = dict(data.get("defaults", {}))
+    _check_keys("[defaults]", defaults, GRID_KEYS)
+    grids = []
+    for i, g in enumerate(grids_raw):
+        if not isinstance(g, Mapping):
+            raise SpecError(f"grid block {i + 1} must be a table, got {g!r}.")
+        _check_keys(f"grid block {i + 1}", g, GRID_KEYS)
+        grids.append({**defaults, **dict(g)})
+    tasks = {}
+    for name, settings in dict(data.get("tasks", {})).items():
+        if not isinstance(settings, Mapping):
+            raise SpecError(f"[tasks.{name}] must be a table of settings, got {settings!r}.")
+        tasks[canonical_task(name)] = dict(settings)
+    for name, settings in tasks.items():
+        adapter = get_task(name)
+        valid = list(adapter.defaults) + list(AXIS_OVERRIDES) + ["resources"]
+        _check_keys(f"[tasks.{name}]", settings, valid)
+    resources = {**DEFAULT_RESOURCES, **dict(data.get("resources", {}))}
+    _check_keys("[resources]", resources, RESOURCE_KEYS)
+    name = data.get("name", default_name)
+    if not isinstance(name, str) or not name:
+        raise SpecError(f"'name' must be a non-empty string, got {name!r}.")
+    return SweepSpec(name=name, grids=grids, tasks=tasks, resources=resources, imports=imports,
+                     description=str(data.get("description", "")), source=source)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(spec: SweepSpec, overrides: Mapping[str, Any] | Sequence[str]) -> SweepSpec:
+    """Set task settings in place from ``{"task.key": value}`` or ``["task.key=value"]``."""
+    if not isinstance(overrides, Mapping):
+        parsed = {}
+        for item in overrides:
+            key, sep, value = str(item).partition("=")
+            if not sep:
+                raise SpecError(f"--set expects TASK.KEY=VALUE, got {item!r} (e.g. similarity.data=/data/bapps).")
+            parsed[key.strip()] = _parse_value(value.strip())
+        overrides = parsed
+    for key, value in overrides.items():
+        task, dot, setting = key.partition(".")
+        if not dot or not setting:
+            raise SpecError(f"override {key!r} must be TASK.KEY (e.g. similarity.data).")
+        task = canonical_task(task)
+        adapter = get_task(task)
+        valid = list(adapter.defaults) + list(AXIS_OVERRIDES)
+        if setting not in valid:
+            raise unknown_name(f"setting of task {task}", setting, valid)
+        spec.tasks.setdefault(task, {})[setting] = value
+    return spec
+
+
+# ----------------------------------------------------------------------------------------------
+# Expansion
+
+
+def _check_weights(weights: str) -> str:
+    if not isinstance(weights, str) or not weights:
+        raise SpecError(f"weights must be strings ('imagenet', 'imagenet:TAG', 'random' or a path), got {weights!r}.")
+    if weights in ("imagenet", "random") or weights.startswith("imagenet:"):
+        return weights
+    if not Path(weights).expanduser().is_file():
+        raise SpecError(f"weights {weights!r} is neither 'imagenet', 'imagenet:TAG', 'random' nor an existing "
+                        "state-dict file.")
+    return weights
+
+
+class _LazySets(dict):
+    """An architecture's layer sets: the registry's static sets at once; tracing the model
+    (for ``all`` and derived sets) only when such a set is asked for."""
+
+    def __init__(self, arch: str) -> None:
+        from ..networks.registry import LAYER_SET_NAMES, get_spec
+
+        super().__init__({k: list(v) for k, v in get_spec(arch).layer_sets.items()})
+        self.arch = arch
+        self.full = False
+        self.names = list(dict.fromkeys([*dict.keys(self), *LAYER_SET_NAMES]))
+
+    def _load(self) -> None:
+        if not self.full:
+            from ..networks.extraction import layer_sets
+
+            self.full = True
+            self.update(layer_sets(self.arch))
+            self.names = list(dict.keys(self))
+
+    def __contains__(self, key: object) -> bool:
+        if dict.__contains__(self, key):
+            return True
+        if key in self.names:
+            self._load()
+        return dict.__contains__(self, key)
+
+    def __getitem__(self, key: str) -> list[str]:
+        if not dict.__contains__(self, key):
+            self._load()
+        return dict.__getitem__(self, key)
+
+    def __iter__(self):
+        self._load()
+        return dict.__iter__(self)
+
+
+def _layer_sets(arch: str) -> dict[str, list[str]]:
+    return _LazySets(arch)
+
+
+def _point_groups(arch: str, points: Any, layer_set: str | None) -> list[tuple[tuple[str, ...], str, int, str | None]]:
+    """``(points, label, slot, layer_set)`` for each run of ``arch``."""
+    from ..networks.extraction import resolve_layers
+    from ..networks.registry import get_spec
+
+    arch_spec = get_spec(arch)
+    sets = _layer_sets(arch)
+    items = points if isinstance(points, list) else [points]
+    if not items:
+        raise SpecError(f"'points' is empty for {arch}: name a layer set ({', '.join(sets)}), points, or 'combined'.")
+    groups: list[tuple[tuple[str, ...], str, int, str | None]] = []
+    explicit = 0
+    for item in items:
+        if isinstance(item, list):
+            resolved = tuple(resolve_layers(arch, [str(p) for p in item]))
+            groups.append((resolved, "+".join(resolved), 0, None))
+        elif not isinstance(item, str):
+            raise SpecError(f"'points' items must be strings or lists of strings, got {item!r}.")
+        elif item == "combined" or item.startswith("combined:"):
+            set_name = item.partition(":")[2] or layer_set or ("pihlgren" if "pihlgren" in sets else
+                                                              arch_spec.default_layers)
+            if set_name not in sets:
+                raise unknown_name(f"layer set of {arch}", set_name, list(sets))
+            groups.append((tuple(sets[set_name]), "combined", 0, set_name))
+        elif item in sets:
+            groups.extend(((p,), p, i + 1, item) for i, p in enumerate(sets[item]))
+        else:
+            try:
+                (point,) = resolve_layers(arch, [item])
+            except LossnetError as exc:
+                raise SpecError(f"{exc} (In 'points': a layer-set name, an extraction point, 'combined' or "
+                                f"'combined:<set>'; layer sets of {arch}: {', '.join(sets)}.)") from None
+            explicit += 1
+            groups.append(((point,), point, explicit, None))
+    return groups
+
+
+def _task_axes(grid: Mapping[str, Any], settings: Mapping[str, Any]) -> tuple[list[str], list[str], list[int]]:
+    from ..distances.functional import canonical_distance
+
+    distances = [canonical_distance(d) for d in _as_list(settings.get("distances", grid.get("distances", ["spatial"])),
+                                                         "distances")]
+    weights = [_check_weights(w) for w in _as_list(settings.get("weights", grid.get("weights", ["imagenet"])),
+                                                   "weights")]
+    seeds = _as_list(settings.get("seeds", grid.get("seeds", [0])), "seeds", int)
+    return distances, weights, [int(s) for s in seeds]
+
+
+def resolved_settings(spec: SweepSpec, task: str) -> dict[str, Any]:
+    """The task's settings: its registry defaults, overridden by the spec."""
+    adapter = get_task(task)
+    given = {k: v for k, v in spec.tasks.get(task, {}).items() if k not in AXIS_OVERRIDES and k != "resources"}
+    out = copy.deepcopy(adapter.defaults)
+    out.update(copy.deepcopy(given))
+    return out
+
+
+def expand(spec: "SweepSpec | str | os.PathLike | Mapping[str, Any]") -> list[RunConfig]:
+    """Every run of ``spec``, in a deterministic order, duplicates (same id) removed.
+
+    Order: grid blocks as written; within a block tasks, then architectures, weights,
+    points (shallow to deep), distances, seeds; then the block's pixel baselines.
+
+    Example:
+        >>> [r.label for r in expand("mini")][:3]  # doctest: +SKIP
+        ['bn1', 'blocks.0', 'blocks.3']
+    """
+    from ..distances.functional import PIXEL_DISTANCES, canonical_distance
+    from ..networks.registry import get_spec
+
+    spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
+    runs: list[RunConfig] = []
+    seen: set[str] = set()
+
+    def add(rc: RunConfig) -> None:
+        if rc.id not in seen:
+            seen.add(rc.id)
+            runs.append(rc)
+
+    for i, grid in enumerate(spec.grids):
+        where = f"grid block {i + 1}"
+        tasks = [canonical_task(t) for t in _as_list(grid.get("tasks", []), f"tasks of {where}")]
+        archs = _as_list(grid.get("architectures", []), f"architectures of {where}")
+        baselines = [canonical_distance(b) for b in _as_list(grid.get("baselines", []), f"baselines of {where}")]
+        if not tasks:
+            raise SpecError(f"{where} names no tasks: add e.g. tasks = [\"similarity\"].")
+        if not archs and not baselines and all(get_task(t).network for t in tasks):
+            raise SpecError(f"{where} names no architectures and no baselines: the grid is empty.")
+        for b in baselines:
+            if b not in PIXEL_DISTANCES:
+                raise unknown_name("pixel baseline", b, list(PIXEL_DISTANCES))
+        for arch in archs:
+            get_spec(arch)  # unknown architectures: an error listing the valid names
+        points = grid.get("points", "pihlgren")
+        layer_set = grid.get("layer_set")
+        for task in tasks:
+            adapter = get_task(task)
+            task_spec = spec.tasks.get(task, {})
+            settings = resolved_settings(spec, task)
+            resources = {**spec.resources, **dict(task_spec.get("resources", {}))}
+            _check_keys(f"[tasks.{task}.resources]", resources, RESOURCE_KEYS)
+            distances, weights, seeds = _task_axes(grid, task_spec)
+            if not seeds:
+                raise SpecError(f"{where}: no seeds for task {task}.")
+            if not adapter.network:  # tasks that ignore the network: one run per seed
+                for seed in seeds:
+                    add(RunConfig(task, None, None, None, distances[0] if distances else "l2", seed,
+                                  copy.deepcopy(settings), "none", 0, None, dict(resources)))
+                continue
+            feature_distances = [d for d in distances if d not in PIXEL_DISTANCES]
+            if archs and not feature_distances:
+                raise SpecError(f"{where}: task {task} has no feature distance for its networks "
+                                f"(got {distances}); pixel distances go in 'baselines'.")
+            for arch in archs:
+                for w in weights:
+                    for pts, label, slot, set_name in _point_groups(arch, points, layer_set):
+                        for d in feature_distances:
+                            for seed in seeds:
+                                add(RunConfig(task, arch, w, pts, d, seed, copy.deepcopy(settings), label, slot,
+                                              set_name, dict(resources)))
+            for b in baselines:
+                for seed in seeds:
+                    add(RunConfig(task, None, None, None, b, seed, copy.deepcopy(settings), "pixel", 0, None,
+                                  dict(resources)))
+    if not runs:
+        raise SpecError(f"sweep spec {spec.name!r} expands to no runs: the grid is empty.")
+    return runs
+
+
+__all__ = ["RunConfig", "SpecError", "SweepSpec", "apply_overrides", "canonical_json", "expand", "list_specs",
+           "load_spec", "parse_spec", "resolved_settings", "run_id", "spec_path"]
