@@ -6,7 +6,9 @@ Run from the repo root::
     python benchmarks/bench_tasks.py            # writes benchmarks/results/tasks.{json,md}
     python benchmarks/bench_tasks.py --quick    # fewer repeats (a smoke run; same output files)
 
-Setting: CPU, ``torch.set_num_threads(2)`` (``--threads``), nothing downloaded.
+Setting: CPU, ONE torch thread by default (``--threads N`` to change it), nothing downloaded. The
+task networks are tiny: on a shared 2-core machine, two OpenMP threads gain little when idle and
+slow down 10-30x whenever another process runs, which made 2-thread step times unrepeatable.
 
 1. Training step, perceptual vs pixel loss. One full optimizer step (forward, backward, Adam)
    of each task's ``mini`` network on a ``mini``-sized batch: super-resolution (x4, batch 8 of
@@ -48,7 +50,7 @@ from lossnet.tasks.common import LossConfig  # noqa: E402
 from lossnet.tasks.segmentation import IterativeUNet, seg_step  # noqa: E402
 from lossnet.tasks.superres import TransformNet, sr_step  # noqa: E402
 
-THREADS = 2
+THREADS = 1
 LOSSES = {
     "pixel l2": dict(net=None, distance="l2"),
     "efficientnet_lite0 blocks.0 (ImageNet)": dict(net="efficientnet_lite0", layers=["blocks.0"], weights="imagenet"),
@@ -158,7 +160,7 @@ def main() -> int:
     payload = {"machine": info, "repeats": repeats, "threads": args.threads, "train_steps": steps, "piq": piq_res,
                "seconds": round(time.perf_counter() - t0, 1)}
     md = ["# Downstream tasks: cost of the perceptual loss, and lossnet vs piq", "",
-          f"CPU, {args.threads} threads, medians of {repeats} interleaved repeats after 2 warm-ups. "
+          f"CPU, {args.threads} thread{'s' if args.threads != 1 else ''}, medians of {repeats} interleaved repeats after 2 warm-ups. "
           "Ratios are medians of per-repeat ratios.", "",
           "## One training step (forward + backward + Adam), mini sizes", "",
           markdown_table(["task", "loss", "step (ms)", "x pixel loss"],

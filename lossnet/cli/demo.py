@@ -48,10 +48,12 @@ def _builtin_2afc(out: Path, seed: int) -> dict:
 
 
 def _task_demos(out: Path, seed: int) -> dict:
-    from ..tasks.demo import run_task_demos
+    from ..tasks.demo import format_task_demos, run_task_demos
 
     print("\n== mini training runs: perceptual loss against pixel loss")
-    return run_task_demos(out / "tasks")
+    result = run_task_demos(out / "tasks")
+    print(format_task_demos(result))
+    return result
 
 
 def _mini_sweep(out: Path, seed: int) -> dict:
