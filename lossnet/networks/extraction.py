@@ -181,6 +181,45 @@ def _input_transform(spec: ArchSpec, input_norm: str | tuple) -> tuple[torch.Ten
     return torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
 
 
+def _protect_returned_features(body: nn.Module) -> None:
+    """Switch off in-place operations whose input is a returned feature map.
+
+    An in-place ReLU after an extraction point (e.g. a conv output) would overwrite the
+    returned tensor; every other in-place op keeps its speed and memory benefit.
+    """
+    import operator
+
+    in_place_functions = {operator.iadd, operator.isub, operator.imul, operator.itruediv}
+    graphs = [g for g in (getattr(body, "train_graph", None), getattr(body, "eval_graph", None), body.graph) if g is not None]
+    changed = False
+    for graph in graphs:
+        output = next(n for n in graph.nodes if n.op == "output")
+        returned = set(output.all_input_nodes)
+        for node in graph.nodes:
+            if not node.args or node.args[0] not in returned:
+                continue
+            if node.op == "call_module":
+                module = body.get_submodule(node.target)
+                if getattr(module, "inplace", False):
+                    module.inplace = False
+            elif node.op == "call_function" and node.kwargs.get("inplace"):
+                node.kwargs = {**node.kwargs, "inplace": False}
+                changed = True
+            elif (node.op == "call_method" and node.target.endswith("_")) or node.target in in_place_functions:
+                _return_a_copy(graph, output, node.args[0])  # e.g. `out += identity` after a returned node
+                changed = True
+    if changed:
+        body.recompile()
+
+
+def _return_a_copy(graph, output, source) -> None:
+    with graph.inserting_after(source):
+        copy = graph.call_method("clone", (source,))
+    returned = output.args[0]
+    output.args = ({k: (copy if v is source else v) for k, v in returned.items()},) if isinstance(returned, dict) \
+        else tuple(copy if v is source else v for v in output.args)
+
+
 class LossNetwork(nn.Module):
     """A frozen backbone cut after its deepest extraction point.
 
@@ -226,11 +265,9 @@ class LossNetwork(nn.Module):
         self.register_buffer("scale", scale, persistent=False)
         self.register_buffer("shift", shift, persistent=False)
         model = load_model(spec, weights, seed=seed)
-        for module in model.modules():  # in-place activations would overwrite returned features
-            if hasattr(module, "inplace"):
-                module.inplace = False
         self.body = self._truncate(model)
         del model
+        _protect_returned_features(self.body)
         self.body.requires_grad_(False)
         super().train(False)
 

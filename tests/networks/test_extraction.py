@@ -139,3 +139,40 @@ def test_timm_backbone(photos):
 def test_swin_maps_are_channels_first(photos):
     net = LossNetwork("swin_t", ["features.1"], weights="random")
     assert tuple(net(photos[:1])["features.1"].shape) == (1, 96, 16, 16)
+
+
+class _InPlaceAfterPoint(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 3, 1)
+        self.act = nn.ReLU(inplace=True)
+        self.b = nn.Conv2d(3, 3, 1)
+
+    def forward(self, x):
+        y = self.a(x)
+        y += 1.0  # in place on a returned feature
+        z = self.act(self.b(y))
+        return z
+
+
+def test_in_place_ops_after_a_point_do_not_change_returned_features():
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    from lossnet.networks.extraction import _protect_returned_features
+
+    model = _InPlaceAfterPoint().eval()
+    body = create_feature_extractor(model, {"a": "a", "b": "b", "act": "act"})
+    _protect_returned_features(body)
+    x = torch.rand(1, 3, 4, 4)
+    with torch.no_grad():
+        out = body(x)
+        torch.testing.assert_close(out["a"], model.a(x))  # not a + 1
+        torch.testing.assert_close(out["b"], model.b(model.a(x) + 1))  # not clamped by the in-place ReLU
+        torch.testing.assert_close(out["act"], torch.relu(model.b(model.a(x) + 1)))
+
+
+def test_in_place_relu_kept_where_it_overwrites_nothing_returned():
+    net = LossNetwork("vgg16", ["features.0", "features.3"], weights="random")
+    inplace = {name for name, m in net.body.named_modules() if getattr(m, "inplace", False)}
+    assert "features.1" not in inplace  # its input, features.0, is returned
+    assert "features.3" in inplace  # its input, features.2, is not
