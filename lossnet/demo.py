@@ -23,6 +23,7 @@ from .data.photos import builtin_photos
 from .distances import feature_distance
 from .loss import PerceptualLoss
 from .networks import LossNetwork, layer_sets
+from .report.tables import text_table
 
 DEMO_FAMILIES = ("gaussian_noise", "gaussian_blur", "jpeg", "pixelate", "contrast", "shift")
 # Fine steps of mild distortion: coarse steps are ordered correctly by every metric.
@@ -129,17 +130,10 @@ def _write_json(path: Path, data: dict) -> None:
 def format_ranking_table(result: dict) -> str:
     """The distortion-ranking rows as an aligned text table."""
     fams = result["families"]
-    head = ["metric", "point", "all"] + [f[:8] for f in fams]
+    head = ["metric", "point", "all"] + [f[:8] for f in fams]  # first column left-, the rest right-aligned
     body = [[r["metric"], r["point"], f"{r['rank_accuracy']:.3f}"] + [f"{r['by_family'][f]:.2f}" for f in fams]
             for r in result["rows"]]
-    return format_table(head, body)
-
-
-def format_table(head: list[str], body: list[list[str]]) -> str:
-    """Aligned plain-text table."""
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
-    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in body])
+    return text_table(head, body)
 
 
 def plot_rank_accuracy(rows: list[dict], path: Path) -> Path:

@@ -363,6 +363,22 @@ def fmt(v: Any, digits: int = 2) -> str:
     return str(v)
 
 
+def text_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """An aligned plain-text table: the first column left-aligned, the others right-aligned.
+
+    Example:
+        >>> print(text_table(["metric", "PS"], [["l2", "73.67"]]))
+        metric     PS
+        ------  -----
+        l2      73.67
+    """
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], digits: int = 2) -> str:
     """A GitHub-flavoured Markdown table.
 

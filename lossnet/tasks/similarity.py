@@ -967,11 +967,9 @@ def _fmt(v: Any, digits: int = 2) -> str:
 
 
 def _grid(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-             for r in [header, *rows]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return lines
+    from ..report.tables import text_table
+
+    return text_table(header, rows).splitlines()
 
 
 def _metric_line(metric: Mapping[str, Any], distance: str, name: str | None) -> str:
