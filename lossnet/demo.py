@@ -130,7 +130,7 @@ def _write_json(path: Path, data: dict) -> None:
 def format_ranking_table(result: dict) -> str:
     """The distortion-ranking rows as an aligned text table."""
     fams = result["families"]
-    head = ["metric", "point", "all"] + [f[:8] for f in fams]  # first column left-, the rest right-aligned
+    head = ["metric", "point", "all", *fams]
     body = [[r["metric"], r["point"], f"{r['rank_accuracy']:.3f}"] + [f"{r['by_family'][f]:.2f}" for f in fams]
             for r in result["rows"]]
     return text_table(head, body)
