@@ -28,8 +28,8 @@ from torch import nn
 
 from ..data.task_data import ArrayImages, AutoencodingData, load_autoencoding_data
 from ..errors import LossnetError
-from .common import (LossConfig, Precision, RunDir, RunOptions, TrainConfig, Trainer, finish_metrics, run_config,
-                     seed_everything, select_device)
+from .common import (LossConfig, Precision, RunDir, RunOptions, TrainConfig, Trainer, finish_metrics, resolve_run,
+                     run_config, seed_everything)
 
 PROBE_HIDDEN: tuple[tuple[int, ...], ...] = ((), (32,), (64,), (32, 32), (64, 32), (64, 64), (128, 128))
 
@@ -260,12 +260,7 @@ def train_autoencoder(config: AutoencoderConfig | str = "mini", loss: LossConfig
         ...                       options=RunOptions(out_dir="/tmp/ae", progress=False))  # doctest: +SKIP
         >>> m["metrics"]["accuracy"]  # doctest: +SKIP
     """
-    cfg = AutoencoderConfig.preset(config) if isinstance(config, str) else config
-    cfg = cfg.with_overrides(overrides)
-    loss_cfg = loss or LossConfig()
-    opts = options or RunOptions()
-    device = select_device(opts.device)
-    precision = Precision(device, opts.amp)
+    cfg, loss_cfg, opts, device, precision = resolve_run(AutoencoderConfig, config, overrides, loss, options)
     ae_data = load_autoencoding_data(data, dataset=dataset, val_fraction=cfg.val_fraction, seed=opts.seed,
                                      pad_to=cfg.pad_to, download=download)
     if cfg.max_train and cfg.max_train < len(ae_data.train):

@@ -706,6 +706,20 @@ class RunOptions:
     restart: bool = False
 
 
+def resolve_run(config_cls: type, config: "str | TrainConfig", overrides: Mapping[str, Any] | None,
+                loss: "LossConfig | None", options: "RunOptions | None"):
+    """The shared start of every task: the config (a preset name or an instance, with overrides),
+    the loss and run options (defaults when None), the device and the precision.
+
+    Returns ``(cfg, loss_cfg, opts, device, precision)``.
+    """
+    cfg = config_cls.preset(config) if isinstance(config, str) else config
+    cfg = cfg.with_overrides(overrides)
+    opts = options or RunOptions()
+    device = select_device(opts.device)
+    return cfg, loss or LossConfig(), opts, device, Precision(device, opts.amp)
+
+
 def run_config(task: str, config: TrainConfig, loss: LossConfig, data: str, opts: RunOptions,
                extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The record of a run that must match for it to be resumed (and that the metrics carry)."""

@@ -25,8 +25,8 @@ from torch import nn
 
 from ..data.task_data import RoadPairs, SegmentationData, load_segmentation_data
 from ..errors import LossnetError
-from .common import (LossConfig, Precision, RunDir, RunOptions, TrainConfig, Trainer, finish_metrics, run_config,
-                     seed_everything, select_device)
+from .common import (LossConfig, RunDir, RunOptions, TrainConfig, Trainer, finish_metrics, resolve_run, run_config,
+                     seed_everything)
 from .metrics import RoadCounts, road_counts, road_scores
 
 
@@ -177,12 +177,7 @@ def train_segmentation(config: SegmentationConfig | str = "mini", loss: LossConf
     Metrics: ``completeness``, ``correctness``, ``quality``, ``f1``, ``iou``, ``miou`` (pixel-exact)
     and ``relaxed_*`` (within ``buffer`` pixels), plus ``test_bce``.
     """
-    cfg = SegmentationConfig.preset(config) if isinstance(config, str) else config
-    cfg = cfg.with_overrides(overrides)
-    loss_cfg = loss or LossConfig()
-    opts = options or RunOptions()
-    device = select_device(opts.device)
-    precision = Precision(device, opts.amp)
+    cfg, loss_cfg, opts, device, precision = resolve_run(SegmentationConfig, config, overrides, loss, options)
     seg_data: SegmentationData = load_segmentation_data(data, crop=cfg.crop, n_train=cfg.n_train, n_val=cfg.n_val,
                                                         n_test=cfg.n_test, tile_size=cfg.tile_size, seed=0)
     run_dir = RunDir(opts.out_dir, run_config("segmentation", cfg, loss_cfg, seg_data.source, opts,

@@ -26,8 +26,8 @@ from torch import nn
 
 from ..data.task_data import SuperresData, load_superres_data
 from ..errors import LossnetError, WeightsError
-from .common import (LossConfig, Precision, RunDir, RunOptions, TrainConfig, Trainer, finish_metrics, run_config,
-                     seed_everything, select_device)
+from .common import (LossConfig, RunDir, RunOptions, TrainConfig, Trainer, finish_metrics, resolve_run, run_config,
+                     seed_everything)
 from .metrics import psnr_y, quantize_8bit, ssim_y
 
 LPIPS_NETS = ("alex", "vgg", "squeeze", "none")
@@ -249,12 +249,7 @@ def train_superres(config: SuperresConfig | str = "mini", loss: LossConfig | Non
     ``ssim``, ``lpips`` (null when skipped), and ``bicubic_psnr``, ``bicubic_ssim``,
     ``bicubic_lpips`` for the baseline.
     """
-    cfg = SuperresConfig.preset(config) if isinstance(config, str) else config
-    cfg = cfg.with_overrides(overrides)
-    loss_cfg = loss or LossConfig()
-    opts = options or RunOptions()
-    device = select_device(opts.device)
-    precision = Precision(device, opts.amp)
+    cfg, loss_cfg, opts, device, precision = resolve_run(SuperresConfig, config, overrides, loss, options)
     sr_data = load_superres_data(data, scale=cfg.scale, crop=cfg.crop, eval_dirs=eval_dirs,
                                  train_length=cfg.train_length, photo_size=cfg.photo_size, eval_size=cfg.eval_size,
                                  max_train=cfg.max_train or None)
