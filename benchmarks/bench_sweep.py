@@ -13,7 +13,7 @@ Run from the repo root::
    overhead is the slope (t(N2) - t(N1)) / (N2 - N1): claiming, recording (a few SQLite
    transactions with fsync), environment capture and, for Ray, task submission; the
    intercept is the fixed cost (worker start-up: interpreters importing torch).
-2. The ``mini`` grid (``lossnet/experiments/specs/mini.toml``: 11 runs on built-in data)
+2. The ``mini`` grid (``lossnet/sweeps/specs/mini.toml``: 11 runs on built-in data)
    end to end with the ``processes`` executor and 1 then 2 workers (each worker gets
    cpu_count // workers torch threads), into fresh stores.
 """
@@ -36,7 +36,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 from common import load_average, machine_info, machine_markdown, markdown_table, write_results  # noqa: E402
 
-from lossnet.experiments.runner import run_sweep  # noqa: E402
+from lossnet.sweeps.runner import run_sweep  # noqa: E402
 
 
 def noop_spec(n: int, tag: str) -> dict:
@@ -77,7 +77,7 @@ def main() -> int:
     results: dict = {"machine": info, "overhead": [], "mini": []}
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp_name:
         tmp = Path(tmp_name)
-        from lossnet.experiments.executors import InProcessExecutor, ProcessExecutor, RayExecutor
+        from lossnet.sweeps.executors import InProcessExecutor, ProcessExecutor, RayExecutor
 
         # warm-up: first-use costs in this process (imports, environment capture, spec machinery)
         time_sweep(noop_spec(8, "inprocess-warmup"), InProcessExecutor(), 1, tmp, "inprocess-warmup")

@@ -23,7 +23,7 @@ from .data.photos import builtin_photos
 from .distances import feature_distance
 from .loss import PerceptualLoss
 from .networks import LossNetwork, layer_sets
-from .report.tables import text_table
+from .utils.tables import text_table
 
 DEMO_FAMILIES = ("gaussian_noise", "gaussian_blur", "jpeg", "pixelate", "contrast", "shift")
 # Fine steps of mild distortion: coarse steps are ordered correctly by every metric.

@@ -24,6 +24,23 @@ class WeightsError(LossnetError):
     """Weights are missing, corrupt, unreachable or do not fit the architecture."""
 
 
+class DataError(LossnetError):
+    """A dataset is missing, incomplete or malformed.
+
+    Example:
+        >>> from lossnet.data import load_2afc
+        >>> try:
+        ...     load_2afc("/nonexistent")
+        ... except DataError as e:
+        ...     print("lossnet download bapps" in str(e))
+        True
+    """
+
+
+class DownloadError(DataError):
+    """A download or an archive extraction failed; the message says how to place the file by hand."""
+
+
 def unknown_name(kind: str, name: str, valid: Iterable[str], hint: str = "") -> UnknownNameError:
     """Build an error for an unknown ``name`` that lists close matches and the valid names.
 

@@ -57,7 +57,7 @@ def _task_demos(out: Path, seed: int) -> dict:
 
 
 def _mini_sweep(out: Path, seed: int) -> dict:
-    from ..experiments.demo import demo_step
+    from ..sweeps.demo import demo_step
 
     print("\n== mini sweep (results store + study-style report)")
     return demo_step(out, seed)

@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_download(args: argparse.Namespace) -> int:
     from ..data.download import dataset_info, download_dataset, manual_instructions
-    from ..data.errors import DataError
+    from ..errors import DataError
 
     info = dataset_info(args.dataset)
     if args.parts:

@@ -77,8 +77,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ..experiments.runner import run_sweep
-    from ..experiments.store import DEFAULT_STALE_AFTER
+    from ..sweeps.runner import run_sweep
+    from ..sweeps.store import DEFAULT_STALE_AFTER
 
     summary = run_sweep(args.spec, args.db, executor=args.executor, workers=args.workers, address=args.address,
                         retry_failed=args.retry_failed, work_root=args.work_dir, overrides=args.overrides,
@@ -97,7 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from ..experiments.runner import format_status, sweep_status
+    from ..sweeps.runner import format_status, sweep_status
 
     status = sweep_status(args.spec, args.db, overrides=args.overrides)
     if args.json:
@@ -119,7 +119,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from ..errors import LossnetError
-    from ..experiments.store import ResultsStore
+    from ..sweeps.store import ResultsStore
 
     if not args.csv and not args.parquet:
         raise LossnetError("sweep export needs --csv OUT and/or --parquet OUT.")

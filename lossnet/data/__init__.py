@@ -27,7 +27,7 @@ from .download import (
     extract_archive,
     manual_instructions,
 )
-from .errors import DataError, DownloadError
+from ..errors import DataError, DownloadError
 from .fixtures import (
     write_bapps_fixture,
     write_jnd_fixture,

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .errors import DataError
+from ..errors import DataError
 from .images import Size, is_image_file, load_image
 
 PathLike = Union[str, os.PathLike]

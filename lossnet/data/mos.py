@@ -26,7 +26,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 from torch.utils.data import Dataset
 
-from .errors import DataError
+from ..errors import DataError
 from .images import Size, load_image
 
 PathLike = Union[str, os.PathLike]

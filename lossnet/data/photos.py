@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import DataError
+from ..errors import DataError
 from .images import Size, pil_to_tensor, resize_pil
 
 #: Colour photographs, in the order they are returned.

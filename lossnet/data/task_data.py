@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from .errors import DataError
+from ..errors import DataError
 from .images import IMAGE_EXTENSIONS, is_image_file, load_image, pil_to_rgb
 
 PathLike = Union[str, os.PathLike]

@@ -164,7 +164,8 @@ def download_checkpoint(url: str, what: str) -> dict[str, torch.Tensor]:
     torchvision's file names end with the first hex digits of the file's SHA-256, which is
     checked; offline, the error names the file and where to put it.
     """
-    from ..data.download import DownloadError, download_file
+    from ..errors import DownloadError
+    from ..utils.download import download_file
 
     dest = checkpoint_path(url)
     if not dest.exists():

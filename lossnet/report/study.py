@@ -35,9 +35,9 @@ def report_data(spec: Any, db: Any, overrides: Sequence[str] | Mapping[str, Any]
 
     ``top1`` overrides the ImageNet top-1 of architectures (default: the weights' metadata).
     """
-    from ..experiments.runner import sweep_status
-    from ..experiments.spec import expand, load_spec
-    from ..experiments.store import ResultsStore
+    from ..sweeps.runner import sweep_status
+    from ..sweeps.spec import expand, load_spec
+    from ..sweeps.store import ResultsStore
 
     parsed = load_spec(spec, overrides)
     runs = expand(parsed)

@@ -967,7 +967,7 @@ def _fmt(v: Any, digits: int = 2) -> str:
 
 
 def _grid(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    from ..report.tables import text_table
+    from ..utils.tables import text_table
 
     return text_table(header, rows).splitlines()
 

@@ -147,7 +147,7 @@ def test_download_manual_and_failure(capsys, tmp_path, monkeypatch):
     assert code == 0 and "twoafc_val" in out and "2afc" in out
 
     from lossnet.data import download as dl
-    from lossnet.data.errors import DownloadError
+    from lossnet.errors import DownloadError
 
     def fail(*args, **kwargs):
         raise DownloadError("download failed: cannot reach the server")

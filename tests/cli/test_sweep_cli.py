@@ -65,7 +65,7 @@ def test_run_status_report_export(tiny, tmp_path, capsys):
     assert status["failures"] == [] and status["by_task"]["similarity"]["finished"] == 2
 
     # the run's record: similarity metrics per subset and layer, environment with versions and device
-    from lossnet.experiments.store import ResultsStore
+    from lossnet.sweeps.store import ResultsStore
 
     recs = ResultsStore(db).records()
     net = next(r for r in recs if r.arch == "resnet18")

@@ -7,7 +7,7 @@ import torch
 
 import lossnet
 from lossnet.errors import WeightsError
-from lossnet.data import download as download_mod
+from lossnet.utils import download as download_mod
 from lossnet.networks import weights as weights_mod
 
 

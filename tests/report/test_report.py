@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from scipy.stats import spearmanr
 
-from lossnet.experiments.spec import expand, load_spec
-from lossnet.experiments.store import ResultsStore
+from lossnet.sweeps.spec import expand, load_spec
+from lossnet.sweeps.store import ResultsStore
 from lossnet.report import tables
 from lossnet.report.study import build_report
 

@@ -6,7 +6,7 @@ import functools
 import pytest
 import torch
 
-from lossnet.data.errors import DataError
+from lossnet.errors import DataError
 from lossnet.data.task_data import (_digit_images, load_autoencoding_data, load_builtin_digits, write_stl10_fixture,
                                     write_svhn_fixture)
 from lossnet.errors import LossnetError

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lossnet.data.errors import DataError
+from lossnet.errors import DataError
 from lossnet.data.task_data import (generate_roads, load_segmentation_data, massachusetts_layout,
                                     write_massachusetts_fixture)
 from lossnet.tasks.common import LossConfig

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lossnet.data.errors import DataError
+from lossnet.errors import DataError
 from lossnet.data.task_data import BUILTIN_SR_EVAL, eval_set_images, load_superres_data, write_superres_fixture
 from lossnet.errors import LossnetError
 from lossnet.tasks import superres as sr_mod

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from lossnet.experiments.runner import run_sweep, sweep_status
-from lossnet.experiments.store import ResultsStore, process_alive
+from lossnet.sweeps.runner import run_sweep, sweep_status
+from lossnet.sweeps.store import ResultsStore, process_alive
 
 N_RUNS = 30
 
@@ -24,7 +24,7 @@ N_RUNS = 30
 # logs each execution.
 PLUGIN = '''
 import hashlib, os, time
-from lossnet.experiments.tasks import register_task
+from lossnet.sweeps.tasks import register_task
 
 def probe(run, work_dir):
     s = run["settings"]
@@ -71,7 +71,7 @@ def _count(db: Path, sql: str) -> int:
 
 
 def _sweep_process(spec: Path, db: Path, plugin_dir: Path, executor: str, workers: int) -> subprocess.Popen:
-    code = ("import sys\nfrom lossnet.experiments.runner import run_sweep\n"
+    code = ("import sys\nfrom lossnet.sweeps.runner import run_sweep\n"
             "run_sweep(sys.argv[1], sys.argv[2], executor=sys.argv[3], workers=int(sys.argv[4]), progress=False)\n")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(plugin_dir), os.environ.get("PYTHONPATH", "")]))
     return subprocess.Popen([sys.executable, "-c", code, str(spec), str(db), executor, str(workers)], env=env,

@@ -10,7 +10,7 @@ import pytest
 
 PLUGIN = '''
 import hashlib
-from lossnet.experiments.tasks import register_task
+from lossnet.sweeps.tasks import register_task
 
 def probe(run, work_dir):
     import ray
@@ -47,9 +47,9 @@ def ray_instance(tmp_path_factory):
 
 
 def test_ray_executor_on_a_local_instance(ray_instance, tmp_path):
-    from lossnet.experiments.executors import RayExecutor
-    from lossnet.experiments.runner import run_sweep, sweep_status
-    from lossnet.experiments.store import ResultsStore
+    from lossnet.sweeps.executors import RayExecutor
+    from lossnet.sweeps.runner import run_sweep, sweep_status
+    from lossnet.sweeps.store import ResultsStore
 
     ray = ray_instance
     assert all(k == "node:__internal_head__" or not k.startswith("node:") or k == "node:127.0.0.1"
@@ -107,7 +107,7 @@ def test_ray_executor_on_a_local_instance(ray_instance, tmp_path):
     assert store.get(failed[0].id).attempts == 2
 
     # a request no node can meet would wait forever: a clear error on a local instance
-    from lossnet.experiments.executors import ExecutorError
+    from lossnet.sweeps.executors import ExecutorError
 
     gpu_spec = {"name": "gpu", "imports": ["ray_probe_plugin"], "grid": {"tasks": ["ray_probe"], "seeds": [0]},
                 "resources": {"num_gpus": 1}}

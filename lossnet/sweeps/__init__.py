@@ -2,7 +2,7 @@
 worker processes, Ray).
 
 Example:
-    >>> from lossnet.experiments import run_sweep, sweep_status
+    >>> from lossnet.sweeps import run_sweep, sweep_status
     >>> run_sweep("mini", "runs/mini.sqlite")            # doctest: +SKIP
     >>> sweep_status("mini", "runs/mini.sqlite")["finished"]  # doctest: +SKIP
 """

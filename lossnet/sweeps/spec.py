@@ -25,7 +25,7 @@ Spec format (every key but ``grid`` is optional)::
     seeds = [0]
     baselines = ["l2"]                 # pixel baselines (no network), for the same tasks and seeds
 
-    [tasks.similarity]                 # per-task settings (see lossnet.experiments.tasks.TASKS)
+    [tasks.similarity]                 # per-task settings (see lossnet.sweeps.tasks.TASKS)
     data = "builtin"                   # or a BAPPS folder
     n_per_subset = 100
 

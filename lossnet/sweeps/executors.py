@@ -175,7 +175,7 @@ def collect_environment(run: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def execute_run(run: Mapping[str, Any], work_root: str | os.PathLike | None) -> dict[str, Any]:
-    """Run one run (a :class:`~lossnet.experiments.spec.RunConfig` dict); never raises for a task error.
+    """Run one run (a :class:`~lossnet.sweeps.spec.RunConfig` dict); never raises for a task error.
 
     Returns ``{"status": "finished" | "failed", "metrics", "error", "traceback", "environment",
     "seconds"}``.
@@ -356,7 +356,7 @@ def _die_with_parent() -> None:
 
 
 def _process_worker_main(job_file: str) -> int:
-    """Entry point of one worker process: ``python -m lossnet.experiments.executors JOB.json``."""
+    """Entry point of one worker process: ``python -m lossnet.sweeps.executors JOB.json``."""
     with open(job_file, encoding="utf-8") as fh:
         job = json.load(fh)
     _die_with_parent()
@@ -389,7 +389,7 @@ def _process_worker_main(job_file: str) -> int:
 class ProcessExecutor(Executor):
     """``workers`` local worker processes, each claiming runs from the store until none is left.
 
-    Workers are fresh interpreters (``python -m lossnet.experiments.executors``), so no
+    Workers are fresh interpreters (``python -m lossnet.sweeps.executors``), so no
     ``if __name__ == "__main__"`` guard is needed in the caller; on Linux they die with the
     parent. Each worker gets ``cpu_count // workers`` torch threads (at least 1).
 
@@ -429,7 +429,7 @@ class ProcessExecutor(Executor):
                     job_file = os.path.join(tmp, f"job-{k}.json")
                     with open(job_file, "w", encoding="utf-8") as fh:
                         json.dump(job, fh)
-                    procs.append((subprocess.Popen([sys.executable, "-m", "lossnet.experiments.executors", job_file]),
+                    procs.append((subprocess.Popen([sys.executable, "-m", "lossnet.sweeps.executors", job_file]),
                                   job["result"]))
                 codes = [p.wait() for p, _ in procs]
             except BaseException:

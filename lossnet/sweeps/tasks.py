@@ -13,7 +13,7 @@ More tasks are added with :func:`register_task`; a spec's ``imports = ["my.modul
 every worker import modules that register theirs.
 
 Example:
-    >>> from lossnet.experiments.tasks import TASKS, register_task
+    >>> from lossnet.sweeps.tasks import TASKS, register_task
     >>> def double(run, work_dir):
     ...     return {"score": 2.0 * run["seed"]}
     >>> _ = register_task("double", double, headline="score")

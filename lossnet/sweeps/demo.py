@@ -36,7 +36,7 @@ def run_mini_sweep(out_dir: str | os.PathLike, executor: str = "inprocess", work
 
 def format_mini_sweep(result: dict[str, Any]) -> str:
     """The best point per network of every task, as text."""
-    from ..report.tables import fmt
+    from ..utils.tables import fmt
 
     s = result["summary"]
     lines = [f"mini sweep: {s['finished']}/{s['total']} runs finished, {s['failed']} failed "

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from lossnet.experiments.executors import worker_loop
-from lossnet.experiments.spec import expand
-from lossnet.experiments.store import ResultsStore, StoreError, process_alive
+from lossnet.sweeps.executors import worker_loop
+from lossnet.sweeps.spec import expand
+from lossnet.sweeps.store import ResultsStore, StoreError, process_alive
 
 
 def _runs(n: int, sleep: float = 0.0):

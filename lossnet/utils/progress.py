@@ -1,0 +1,17 @@
+"""The one progress helper: a tqdm bar on stderr that a flag switches off.
+
+Example:
+    >>> with progress_bar(total=3, desc="demo", enabled=False) as bar:
+    ...     bar.update(3)
+"""
+from __future__ import annotations
+
+import sys
+
+
+def progress_bar(total: int | None, desc: str, enabled: bool = True, unit: str = "it", initial: int = 0):
+    """A tqdm bar (``disable=not enabled``) writing to stderr, cleared when closed."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=not enabled, file=sys.stderr,
+                leave=False, dynamic_ncols=True)
