@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""2AFC scoring speed and memory of ``lossnet.tasks.similarity.score_2afc``.
+"""2AFC scoring speed and memory of ``lossnet.scoring.score_2afc``.
 
 Run from the repo root::
 
@@ -108,7 +108,7 @@ def _lpips_eval(model, loader, no_grad: bool) -> list[float]:
 
 def bench_throughput(tmp: str, n: int, repeats: int) -> dict:
     import lossnet
-    from lossnet.tasks.similarity import score_2afc
+    from lossnet.scoring import score_2afc
 
     path = _weights_file("vgg16", tmp)
     ours = lossnet.lpips("vgg", weights=path)
@@ -157,7 +157,7 @@ def bench_throughput(tmp: str, n: int, repeats: int) -> dict:
 
 def bench_points(tmp: str, n: int, repeats: int) -> dict:
     import lossnet
-    from lossnet.tasks.similarity import score_2afc
+    from lossnet.scoring import score_2afc
 
     path = os.path.join(tmp, "vgg16_random_seed0.pt")
     if not os.path.exists(path):
@@ -218,7 +218,7 @@ def _memory_child(n: int) -> dict:
     import tracemalloc
 
     import lossnet
-    from lossnet.tasks.similarity import score_2afc
+    from lossnet.scoring import score_2afc
 
     torch.manual_seed(0)
     metric = lossnet.PerceptualLoss(**MEMORY_METRIC)

@@ -8,6 +8,8 @@ import torch
 from .errors import InputError
 
 InputRange = Literal["0,1", "-1,1"]
+# Values this close outside [0, 1] come from rounding (resizing, colour conversion): clamp them.
+ROUNDING_SLACK = 1e-3
 
 
 def check_images(
@@ -20,16 +22,25 @@ def check_images(
     """Check an image batch and return it as a (B, 3, H, W) floating tensor in [0, 1].
 
     Raises :class:`InputError` naming the problem and the fix for: a non-tensor, a tensor
-    that is not 4-D, channel counts other than 3 (1 is expanded only with
-    ``expand_grayscale=True``), integer dtypes, NaN/Inf, values outside the declared range.
+    on the meta device, a tensor that is not 4-D, channel counts other than 3 (1 is expanded
+    only with ``expand_grayscale=True``), integer or complex dtypes, NaN/Inf, values outside
+    the declared range. Any floating dtype (float16, bfloat16, float32, float64) is accepted
+    and kept: a :class:`lossnet.LossNetwork` casts its input to its own dtype.
     ``input_range="-1,1"`` accepts LPIPS-style inputs and maps them to [0, 1].
 
     Example:
         >>> check_images(torch.rand(2, 3, 64, 64)).shape
         torch.Size([2, 3, 64, 64])
+        >>> try:
+        ...     check_images(torch.full((1, 3, 8, 8), -1e-6))
+        ... except InputError as e:
+        ...     print("clamp" in str(e))
+        True
     """
     if not isinstance(x, torch.Tensor):
         raise InputError(f"{name} must be a torch.Tensor of shape (B, 3, H, W), got {type(x).__name__}.")
+    if x.is_meta:
+        raise InputError(f"{name} is on the meta device and has no values: pass a real tensor.")
     if x.dim() == 3:
         raise InputError(
             f"{name} has shape {tuple(x.shape)}: a batch of shape (B, 3, H, W) is expected. "
@@ -38,10 +49,9 @@ def check_images(
     if x.dim() != 4:
         raise InputError(f"{name} has shape {tuple(x.shape)}: a 4-D batch of shape (B, 3, H, W) is expected.")
     if not x.is_floating_point():
-        raise InputError(
-            f"{name} has dtype {x.dtype}: a floating tensor in [0, 1] is expected. "
-            f"For 8-bit images use {name}.float() / 255."
-        )
+        fix = "take the real part or the magnitude first" if x.is_complex() else \
+            f"for 8-bit images use {name}.float() / 255"
+        raise InputError(f"{name} has dtype {x.dtype}: a floating tensor in [0, 1] is expected; {fix}.")
     channels = x.shape[1]
     if channels != 3:
         if channels == 1 and expand_grayscale:
@@ -70,7 +80,10 @@ def check_images(
             if lo < 0.0 or hi > 1.0:
                 fix = (
                     "divide by 255" if hi > 1.5 and lo >= 0.0 else
-                    "pass input_range='-1,1' for images in [-1, 1]" if lo >= -1.0 and hi <= 1.0 else
+                    f"the values are a rounding error outside [0, 1]: clamp them with {name}.clamp(0, 1)"
+                    if lo >= -ROUNDING_SLACK and hi <= 1.0 + ROUNDING_SLACK else
+                    "pass input_range='-1,1' for images in [-1, 1] (or clamp them if they are [0, 1] images "
+                    "slightly out of range)" if lo >= -1.0 and hi <= 1.0 else
                     "clamp or rescale the images to [0, 1]"
                 )
                 raise InputError(f"{name} has values in [{lo:.4g}, {hi:.4g}] but [0, 1] is expected: {fix}.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..errors import UnknownNameError
+from .metric_args import add_metric_args, metric_from_args, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -12,6 +12,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description="List architectures, or one architecture's extraction points and layer sets.")
     p.add_argument("arch", nargs="?", help="an architecture name (e.g. vgg16, timm:convnext_tiny)")
     p.add_argument("--all", action="store_true", help="also list every torchvision classification model")
+    p.add_argument("--metrics", action="store_true", help="list the metric presets (for --metric) instead")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_list)
 
@@ -19,20 +20,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description="Print the distance between two images under a loss network.")
     p.add_argument("image_a")
     p.add_argument("image_b")
-    p.add_argument("--net", default="alex",
-                   help="architecture, 'alex'/'vgg'/'squeeze' for LPIPS, or 'none' for pixel distances (default: alex)")
-    p.add_argument("--layers", default=None, help="layer set (pihlgren, lpips, kumar, all) or comma-separated points")
-    p.add_argument("--distance", default="spatial", help="spatial, mean_pool, style, mse, l1, l2, ssim")
-    p.add_argument("--weights", default="imagenet", help="imagenet, random, or a state-dict file")
-    p.add_argument("--lin", default=None, help="'lpips' (LPIPS trunks) or a lin weights file")
-    p.add_argument("--size", type=int, default=None, help="resize both images to SIZE x SIZE first")
+    add_metric_args(p, multi_distance=False)
+    p.add_argument("--size", type=positive_int(1), default=None,
+                   help="resize both images so that their SHORTER side is SIZE pixels (aspect ratio kept) first")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_distance)
+
+
+def _list_metrics(args: argparse.Namespace) -> int:
+    from ..loss.factory import list_metrics
+    from ..loss.presets import METRIC_PRESETS
+
+    names = list_metrics()
+    if args.json:
+        print(json.dumps({n: {"arch": METRIC_PRESETS[n].arch, "distance": METRIC_PRESETS[n].distance,
+                              "description": METRIC_PRESETS[n].description} for n in names}, indent=2))
+        return 0
+    width = max(len(n) for n in names)
+    print(f"{'preset':<{width}}  description")
+    for n in names:
+        print(f"{n:<{width}}  {METRIC_PRESETS[n].description}")
+    return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     from ..networks import extraction_points, get_spec, imagenet_top1, layer_sets, list_architectures
 
+    if args.metrics:
+        if args.arch:
+            from ..errors import LossnetError
+
+            raise LossnetError("lossnet list --metrics lists presets; drop the architecture name, or drop --metrics.")
+        return _list_metrics(args)
     if args.arch:
         spec = get_spec(args.arch)
         info = {"arch": spec.name, "source": spec.source, "family": spec.family,
@@ -66,26 +85,6 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-_LPIPS_NETS = {"alex", "vgg", "squeeze"}
-
-
-def build_metric(net: str, layers: str | None, distance: str, weights: str, lin: str | None):
-    """The metric a CLI command describes: LPIPS for alex/vgg/squeeze, a pixel distance for
-    ``none``, otherwise a PerceptualLoss over ``net``."""
-    from ..loss import PerceptualLoss, lpips
-
-    if net in _LPIPS_NETS and layers is None and distance in ("spatial", "lpips", "local"):
-        return lpips(net, weights=weights, lin=lin if lin is not None else "lpips", reduction="none")
-    if net in ("none", "pixel"):
-        return PerceptualLoss(distance=distance, reduction="none")
-    arch = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezenet1_1"}.get(net, net)
-    if lin == "lpips":
-        if net not in _LPIPS_NETS:
-            raise UnknownNameError(f"--lin lpips needs --net alex, vgg or squeeze, not {net!r}.")
-        return lpips(net, weights=weights, reduction="none")
-    return PerceptualLoss(arch, layers=layers, distance=distance, weights=weights, lin=lin, reduction="none")
-
-
 def cmd_distance(args: argparse.Namespace) -> int:
     import torch
 
@@ -99,13 +98,14 @@ def cmd_distance(args: argparse.Namespace) -> int:
 
         raise InputError(f"{args.image_a} is {tuple(a.shape[1:])} but {args.image_b} is {tuple(b.shape[1:])} "
                          "(H, W): pass --size N to resize both.")
-    metric = build_metric(args.net, args.layers, args.distance, args.weights, args.lin)
+    metric, _ = metric_from_args(args)
     with torch.no_grad():
         value = float(metric(a[None], b[None])[0])
     if args.json:
-        print(json.dumps({"image_a": args.image_a, "image_b": args.image_b, "net": args.net,
-                          "layers": getattr(metric, "points", []), "distance": metric.distance,
-                          "weights": args.weights, "value": value}))
+        from ..loss.factory import describe_metric
+
+        print(json.dumps({"image_a": args.image_a, "image_b": args.image_b, **describe_metric(metric),
+                          "value": value}))
     else:
         print(f"{value:.6f}")
     return 0

@@ -10,12 +10,13 @@ Examples:
     lossnet sweep export --db results.sqlite --csv results.csv --parquet results.parquet
 
 Running ``sweep run`` again after any interruption finishes what is missing; finished runs are
-never redone.
+never redone. ``sweep export`` never writes over its results store, nor over an existing file
+that is not one of its own exports (a CSV whose header starts with the export's columns, a
+Parquet file with ``lossnet.sweep_export`` metadata) unless ``--force``.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 
@@ -45,8 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _spec_args(run)
     run.add_argument("--executor", default="inprocess", choices=("inprocess", "processes", "ray"),
                      help="inprocess (default), processes (local workers) or ray")
-    run.add_argument("--workers", type=int, default=1,
-                     help="worker processes for --executor processes (default 1); runs in flight for ray")
+    run.add_argument("--workers", type=int, default=None,
+                     help="worker processes for --executor processes (default 2); runs in flight for ray "
+                          "(default: what the cluster's CPUs fit, x2); not for inprocess")
     run.add_argument("--address", default=None, help="Ray cluster address (auto, ray://host:10001); default: local")
     run.add_argument("--retry-failed", action="store_true", help="run failed runs again")
     run.add_argument("--work-dir", default=None,
@@ -69,23 +71,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("--out", required=True, help="output folder (report.md, report.html, report.json, figures/)")
     report.set_defaults(func=cmd_report)
 
-    export = sub.add_parser("export", help="export every run of --db to CSV and/or Parquet")
+    export = sub.add_parser(
+        "export", help="export every run of --db to CSV and/or Parquet",
+        description="Write every run of the results store to CSV and/or Parquet (atomically). An export never "
+                    "writes over its results store; an existing OUT is replaced only when it is an export written "
+                    "by this command (CSV: its header starts with the export's columns; Parquet: it carries "
+                    "'lossnet.sweep_export' schema metadata), or with --force.")
     export.add_argument("--db", required=True, help="the results store")
     export.add_argument("--csv", default=None, metavar="OUT", help="write a CSV file")
     export.add_argument("--parquet", default=None, metavar="OUT", help="write a Parquet file (needs pyarrow)")
+    export.add_argument("--force", action="store_true",
+                        help="replace an existing OUT that is not a lossnet sweep export (never the store itself)")
     export.set_defaults(func=cmd_export)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ..sweeps.runner import run_sweep
     from ..sweeps.store import DEFAULT_STALE_AFTER
+    from ..utils.jsonio import to_json_text
 
     summary = run_sweep(args.spec, args.db, executor=args.executor, workers=args.workers, address=args.address,
                         retry_failed=args.retry_failed, work_root=args.work_dir, overrides=args.overrides,
                         stale_after=args.stale_after if args.stale_after is not None else DEFAULT_STALE_AFTER,
                         progress=not args.quiet, limit=args.limit)
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(to_json_text(summary))
     else:
         print(f"{summary['spec']}: {summary['finished']}/{summary['total']} finished, {summary['failed']} failed, "
               f"{summary['running']} running, {summary['pending']} pending -> {summary['db']}")
@@ -98,10 +108,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from ..sweeps.runner import format_status, sweep_status
+    from ..utils.jsonio import to_json_text
 
     status = sweep_status(args.spec, args.db, overrides=args.overrides)
     if args.json:
-        print(json.dumps(status, indent=2))
+        print(to_json_text(status))
     else:
         print(format_status(status))
     return 0
@@ -118,20 +129,25 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ..errors import LossnetError
-    from ..sweeps.store import ResultsStore
+    from ..sweeps.store import ResultsStore, same_file
 
     if not args.csv and not args.parquet:
         raise LossnetError("sweep export needs --csv OUT and/or --parquet OUT.")
-    from pathlib import Path
-
+    if args.csv and args.parquet and same_file(Path(args.csv), Path(args.parquet)):
+        raise LossnetError(f"--csv and --parquet name the same file {args.csv!r}: give each its own.")
     if not Path(args.db).is_file():
         raise LossnetError(f"no results store at {args.db!r}: run 'lossnet sweep run SPEC --db {args.db}' first.")
     store = ResultsStore(args.db)
+    targets = [(fmt, out) for fmt, out in (("csv", args.csv), ("parquet", args.parquet)) if out]
+    for fmt, out in targets:  # every target is checked before anything is written
+        store.check_export_target(out, fmt, force=args.force)
     n = store.counts()["total"]
-    for path in (args.csv and store.export_csv(args.csv), args.parquet and store.export_parquet(args.parquet)):
-        if path:
-            print(f"wrote {n} runs to {path}")
+    for fmt, out in targets:
+        write = store.export_csv if fmt == "csv" else store.export_parquet
+        print(f"wrote {n} runs to {write(out, force=args.force)}")
     return 0
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from ..errors import DataError, unknown_name
-from ..utils.download import download_file, human_size, marker_path, extract_archive
+from ..utils.download import download_file, extract_archive, human_size
 
 PathLike = Union[str, os.PathLike]
 
@@ -88,7 +88,7 @@ DIR/                          <- pass this folder as --data (or DIR/2afc/val, or
     train/ traditional/ cnn/ mix/
            each <subset>/ holds ref/ p0/ p1/ judge/
              ref/000000.png p0/000000.png p1/000000.png judge/000000.npy ...
-             (files pair up by sorted name; judge/*.npy hold one value in [0,1]:
+             (files pair up by name: ref/X.png, p0/X.png, p1/X.png, judge/X.npy; judge/*.npy hold one value in [0,1]:
               the fraction of people who chose p1 as closer to ref)
   jnd/
     val/   traditional/ cnn/
@@ -199,8 +199,9 @@ def download_dataset(
     """Download and unpack a dataset of :data:`DATASETS` into ``to_dir``; return its root.
 
     ``parts`` picks archives (BAPPS: ``twoafc_val``, ``twoafc_train``, ``jnd``; default
-    val + jnd). A part whose folder is already in place and whose archive is not half
-    extracted is skipped; interrupted downloads resume. Archives are deleted once extracted
+    val + jnd). A part whose folder is in place and whose archive is gone is skipped; a kept
+    archive is extracted again unless its extraction marker records its SHA-256 (see
+    :func:`extract_archive`); interrupted downloads resume. Archives are deleted once extracted
     unless ``keep_archives``. TID2013 is a RAR archive: it is downloaded, then a
     :class:`DataError` explains how to unpack it with ``unrar``.
 
@@ -221,10 +222,8 @@ def download_dataset(
         archive = to_dir / part.filename
         target = to_dir / part.extract_to if part.extract_to else to_dir
         provided = to_dir / part.provides
-        marker = marker_path(archive, target)
-        in_place = provided.exists() and (marker.is_file() or not archive.exists())
-        if in_place:
-            continue
+        if provided.exists() and not archive.exists():
+            continue  # extracted earlier and the archive removed; a kept archive is checked by its hash below
         hint = "Manual steps:\n" + manual_instructions(info.name, to_dir)
         downloader(part.url, archive, sha256=part.sha256, expected_size=part.size, progress=progress, hint=hint)
         if not part.extractable:

@@ -1,7 +1,12 @@
 """Writers of SMALL generated datasets in the exact official on-disk layouts (for tests and demos).
 
 The content comes from the synthetic generator (real scikit-image photo patches and
-distortions), so the files look like real data; the labels are rule-based and known.
+distortions, generated road tiles, scikit-learn digits), so the files look like real data; the
+labels are rule-based and known. Sizes are small by default; :data:`REAL_SHAPES` holds the
+shapes of the real files (BAPPS: 256x256 PNG), which the writers can produce too.
+
+Similarity datasets: BAPPS 2AFC and JND, TID2013, KADID-10k, a MOS CSV. Task datasets: STL-10,
+SVHN, a super-resolution tree (COCO-named JPEGs, Set5/Set14/BSD100), Massachusetts Roads.
 
 Example:
     >>> import tempfile
@@ -20,13 +25,41 @@ import numpy as np
 import torch
 from PIL import Image
 
+import torch.nn.functional as F
+
+from ..errors import DataError
+from .autoencoding import builtin_digits, digit_labels
 from .distortions import DISTORTIONS, apply_distortion
 from .images import pil_to_tensor
-from .photos import photo_array, photo_names
+from .photos import builtin_photos, photo_array, photo_names
+from .roads import generate_roads
 from .synthetic import _mixed_family_specs, _render_patch, _same_family_specs, builtin_jnd
 
 PathLike = Union[str, os.PathLike]
 Labels = Union[Sequence[float], Mapping[str, Sequence[float]], None]
+Shape = Union[int, Sequence[int]]
+
+#: ``(height, width)`` of the files of the real datasets (pass them as ``size``/``shape``).
+REAL_SHAPES: dict[str, tuple[int, int]] = {
+    "bapps": (256, 256),  # 2AFC and JND patches, PNG
+    "tid2013": (384, 512),  # BMP
+    "kadid10k": (384, 512),  # PNG
+}
+
+
+def _shape(size: Shape) -> tuple[int, int]:
+    if isinstance(size, (int, np.integer)):
+        h = w = int(size)
+    else:
+        h, w = (int(v) for v in size)
+    if h <= 0 or w <= 0:
+        raise ValueError(f"size must be positive (an int or a (height, width) pair), got {size!r}")
+    return h, w
+
+
+def _crop(img: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    top, left = (img.shape[-2] - h) // 2, (img.shape[-1] - w) // 2
+    return img[..., top:top + h, left:left + w].contiguous()
 
 
 def _to_pil(img: torch.Tensor) -> Image.Image:
@@ -62,7 +95,7 @@ def write_bapps_fixture(
     seed: int = 0,
     split: str = "val",
     subsets: Sequence[str] = ("traditional", "cnn"),
-    size: int = 64,
+    size: Shape = 64,
     judges: Labels = None,
     graded: bool = True,
 ) -> Path:
@@ -73,7 +106,9 @@ def write_bapps_fixture(
     are identical files). With ``graded`` the rule's 1.0/0.0 become fractions of five voters
     that agree with it (1.0/0.8/0.6 and 0.0/0.2/0.4). ``judges`` overrides the labels (one
     list for every subset, or ``{subset: list}``). Images are ``size x size`` PNGs, labels
-    one-value float32 ``.npy`` files, names ``000000.png``/``000000.npy``.
+    one-value float32 ``.npy`` files, names ``000000.png``/``000000.npy``. ``size`` is the side
+    of the square PNGs or their ``(height, width)``; the real files are 256x256
+    (``REAL_SHAPES["bapps"]``).
 
     Example:
         >>> root = write_bapps_fixture("/tmp/bapps", n=3, judges=[0.0, 0.5, 1.0])  # doctest: +SKIP
@@ -81,16 +116,18 @@ def write_bapps_fixture(
     root = Path(root)
     photos = photo_names()
     fams = list(DISTORTIONS)
+    h, w = _shape(size)
+    side = max(h, w)
     for k, subset in enumerate(subsets):
         make = _same_family_specs if k % 2 == 0 else _mixed_family_specs
-        specs = make(n, seed + k, size, fams, photos)
+        specs = make(n, seed + k, side, fams, photos)
         rng = np.random.default_rng([seed, k, 7])
         override = _labels_for(judges, subset, n)
         folder = root / "2afc" / split / subset
         for sub in ("ref", "p0", "p1", "judge"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         for i, s in enumerate(specs):
-            ref = _render_patch(s.patch, size)
+            ref = _crop(_render_patch(s.patch, side), h, w)
             p0 = apply_distortion(ref, s.family0, s.level0, torch.Generator().manual_seed(s.seed0))
             p1 = apply_distortion(ref, s.family1, s.level1, torch.Generator().manual_seed(s.seed1))
             name = f"{i:06d}"
@@ -109,7 +146,7 @@ def write_jnd_fixture(
     n: int = 6,
     seed: int = 0,
     subsets: Sequence[str] = ("traditional", "cnn"),
-    size: int = 64,
+    size: Shape = 64,
     same: Labels = None,
     graded: bool = True,
 ) -> Path:
@@ -117,14 +154,15 @@ def write_jnd_fixture(
 
     Pairs follow the synthetic JND rule (every third pair is "same"); with ``graded`` the
     labels become fractions of three voters that agree with it (1 or 2/3; 0 or 1/3).
-    ``same`` overrides the labels.
+    ``same`` overrides the labels; ``size`` is as for :func:`write_bapps_fixture`.
 
     Example:
         >>> root = write_jnd_fixture("/tmp/bapps", n=3)  # doctest: +SKIP
     """
     root = Path(root)
+    h, w = _shape(size)
     for k, subset in enumerate(subsets):
-        ds = builtin_jnd(n=n, seed=seed + k, size=size)["synthetic"]
+        ds = builtin_jnd(n=n, seed=seed + k, size=max(h, w))["synthetic"]
         rng = np.random.default_rng([seed, k, 11])
         override = _labels_for(same, subset, n)
         folder = root / "jnd" / "val" / subset
@@ -133,8 +171,8 @@ def write_jnd_fixture(
         for i in range(n):
             item = ds[i]
             name = f"{i:06d}"
-            _to_pil(item["p0"]).save(folder / "p0" / f"{name}.png")
-            _to_pil(item["p1"]).save(folder / "p1" / f"{name}.png")
+            _to_pil(_crop(item["p0"], h, w)).save(folder / "p0" / f"{name}.png")
+            _to_pil(_crop(item["p1"], h, w)).save(folder / "p1" / f"{name}.png")
             rule = float(item["same"])
             label = override[i] if override is not None else (
                 _grade(rule, rng, (1.0, 2 / 3), (0.0, 1 / 3)) if graded else rule
@@ -265,3 +303,135 @@ def write_mos_csv_fixture(
     path = root / "scores.csv"
     path.write_text("\n".join(rows) + "\n")
     return path
+
+
+def _save_image(x: torch.Tensor, path: Path) -> None:
+    _to_pil(x).save(path)
+
+
+# ---------------------------------------------------------------- task datasets
+
+
+def digit_images(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` coloured digits on plain ground, uint8 (n, 3, size, size), with their labels (seeded).
+
+    Example:
+        >>> x, y = digit_images(4, 32, seed=0)
+        >>> x.shape, x.dtype, len(y)
+        ((4, 3, 32, 32), dtype('uint8'), 4)
+    """
+    rng = np.random.default_rng(seed)
+    n_all = len(digit_labels())
+    idx = rng.choice(n_all, n, replace=n > n_all)
+    x, y = builtin_digits(size, indices=idx)
+    tint = rng.uniform(0.3, 1.0, (n, 3, 1, 1)).astype(np.float32)
+    ground = rng.uniform(0.0, 0.3, (n, 3, 1, 1)).astype(np.float32)
+    imgs = ground + x * tint
+    return (np.clip(imgs, 0, 1) * 255).round().astype(np.uint8), y
+
+
+def write_stl10_fixture(root: PathLike, n_unlabeled: int = 40, n_train: int = 30, n_test: int = 20,
+                        seed: int = 0) -> Path:
+    """Write a tiny STL-10 in torchvision's layout (``root/stl10_binary/*.bin``); returns ``root``.
+
+    Images are coloured digits at 96x96, labels 1..10 as in the real files.
+    """
+    folder = Path(root) / "stl10_binary"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, n, off in (("unlabeled", n_unlabeled, 0), ("train", n_train, 1), ("test", n_test, 2)):
+        imgs, labels = digit_images(n, 96, seed * 10 + off)
+        imgs.transpose(0, 1, 3, 2).tofile(folder / f"{name}_X.bin")  # column-major, like the real files
+        if name != "unlabeled":
+            (labels + 1).astype(np.uint8).tofile(folder / f"{name}_y.bin")
+    (folder / "class_names.txt").write_text("\n".join(["airplane", "bird", "car", "cat", "deer", "dog", "horse",
+                                                       "monkey", "ship", "truck"]) + "\n")
+    return Path(root)
+
+
+def write_svhn_fixture(root: PathLike, n_extra: int = 40, n_train: int = 30, n_test: int = 20, seed: int = 0
+                       ) -> Path:
+    """Write a tiny SVHN (format 2) in torchvision's layout (``root/{split}_32x32.mat``)."""
+    try:
+        from scipy.io import savemat
+    except ImportError as exc:
+        raise DataError("writing SVHN's .mat files needs scipy: pip install 'lossnet[metrics]' (or scipy).") from exc
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for name, n, off in (("extra", n_extra, 0), ("train", n_train, 1), ("test", n_test, 2)):
+        imgs, labels = digit_images(n, 32, seed * 10 + off)
+        y = labels.copy()
+        y[y == 0] = 10
+        savemat(root / f"{name}_32x32.mat", {"X": imgs.transpose(2, 3, 1, 0), "y": y.reshape(-1, 1).astype(np.uint8)})
+    return root
+
+
+def write_superres_fixture(root: PathLike, n_train: int = 6, n_eval: int = 2, size: int = 48, seed: int = 0
+                           ) -> Path:
+    """Write a tiny super-resolution tree: ``train2014/`` COCO-named JPEGs, and evaluation sets in
+    the three common layouts: ``Set5/image_SRF_4/*_HR.png`` (SelfExSR, with ``_LR`` files beside),
+    ``Set14/HR/`` (EDSR benchmark, with ``LR_bicubic/X4/``) and ``BSD100/`` (plain)."""
+    root = Path(root)
+    photos = list(builtin_photos(size=2 * size).values())
+    rng = np.random.default_rng(seed)
+
+    def crop(h: int, w: int) -> torch.Tensor:
+        p = photos[int(rng.integers(len(photos)))]
+        top, left = int(rng.integers(p.shape[1] - h + 1)), int(rng.integers(p.shape[2] - w + 1))
+        return p[:, top:top + h, left:left + w]
+
+    train = root / "train2014"
+    train.mkdir(parents=True, exist_ok=True)
+    for i in range(n_train):
+        img = crop(size, size + 8 * (i % 3))
+        _to_pil(img).save(train / f"COCO_train2014_{i + 1:012d}.jpg", quality=95)
+    for k in range(n_eval):
+        hr = crop(size + 2, size + 6)  # not a multiple of 4: loaders must mod-crop
+        lr = F.interpolate(hr[None], scale_factor=0.25, mode="bicubic", antialias=True)[0].clamp(0, 1)
+        d5 = root / "Set5" / "image_SRF_4"
+        d5.mkdir(parents=True, exist_ok=True)
+        _save_image(hr, d5 / f"img_{k + 1:03d}_SRF_4_HR.png")
+        _save_image(lr, d5 / f"img_{k + 1:03d}_SRF_4_LR.png")
+        d14 = root / "Set14"
+        (d14 / "HR").mkdir(parents=True, exist_ok=True)
+        (d14 / "LR_bicubic" / "X4").mkdir(parents=True, exist_ok=True)
+        _save_image(hr, d14 / "HR" / f"img{k}.png")
+        _save_image(lr, d14 / "LR_bicubic" / "X4" / f"img{k}x4.png")
+        (root / "BSD100").mkdir(parents=True, exist_ok=True)
+        _save_image(hr, root / "BSD100" / f"{100000 + k}.png")
+    return root
+
+
+MASSACHUSETTS_LAYOUTS = ("toronto", "kaggle")
+
+
+def write_massachusetts_fixture(root: PathLike, layout: str = "toronto", n_train: int = 4, n_val: int = 1,
+                                n_test: int = 2, size: int = 64, seed: int = 0, png: bool = False) -> Path:
+    """Write a tiny Massachusetts Roads set from generated tiles in an official layout.
+
+    ``toronto``: ``{train,valid,test}/sat/<id>_15.tiff`` and ``{split}/map/<id>_15.tif``
+    (0/255 masks). ``kaggle``: ``tiff/{train,val,test}/`` and ``tiff/{split}_labels/``
+    (``png/`` with ``png=True``).
+    """
+    if layout not in MASSACHUSETTS_LAYOUTS:
+        raise DataError(f"unknown Massachusetts layout {layout!r}: use {' or '.join(MASSACHUSETTS_LAYOUTS)}.")
+    root = Path(root)
+    names = {"train": "train", "val": "valid" if layout == "toronto" else "val", "test": "test"}
+    for k, (split, n) in enumerate((("train", n_train), ("val", n_val), ("test", n_test))):
+        if n == 0:
+            continue
+        images, masks = generate_roads(n, size, seed=seed * 7 + k)
+        if layout == "toronto":
+            img_dir, mask_dir = root / names[split] / "sat", root / names[split] / "map"
+            ext_img, ext_mask = ".tiff", ".tif"
+        else:
+            base = root / ("png" if png else "tiff")
+            img_dir, mask_dir = base / names[split], base / f"{names[split]}_labels"
+            ext_img, ext_mask = (".png", ".png") if png else (".tiff", ".tif")
+        img_dir.mkdir(parents=True, exist_ok=True)
+        mask_dir.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            stem = f"{10000000 + 1000 * k + i}_15"
+            _save_image(images[i], img_dir / f"{stem}{ext_img}")
+            Image.fromarray((masks[i, 0].numpy() * 255).astype(np.uint8), "L").save(mask_dir / f"{stem}{ext_mask}")
+    return root

@@ -1,19 +1,93 @@
-"""Image loading: any file PIL reads, as a float32 ``(3, H, W)`` tensor in [0, 1]."""
+"""Image helpers shared by the datasets: loading any file PIL reads as a float32 ``(3, H, W)``
+tensor in [0, 1], resizing with ``torchvision.transforms.Resize`` semantics, listing and cropping.
+
+Example:
+    >>> from PIL import Image
+    >>> resize_pil(Image.new("RGB", (256, 256)), 64, "bilinear").size
+    (64, 64)
+    >>> describe_loading(64, "bilinear")
+    'PIL RGB, torchvision Resize(64) bilinear antialias, ToTensor'
+"""
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TF
 
-from ..errors import DataError
+from ..errors import DataError, unknown_name
 
 Size = Union[int, Sequence[int], None]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif")
+
+#: Interpolations of ``torchvision.transforms.Resize`` on PIL images, by name.
+INTERPOLATIONS: dict[str, InterpolationMode] = {
+    "bilinear": InterpolationMode.BILINEAR,
+    "bicubic": InterpolationMode.BICUBIC,
+    "nearest": InterpolationMode.NEAREST,
+    "nearest-exact": InterpolationMode.NEAREST_EXACT,
+    "box": InterpolationMode.BOX,
+    "hamming": InterpolationMode.HAMMING,
+    "lanczos": InterpolationMode.LANCZOS,
+}
+#: Interpolations PIL applies without an antialiasing filter when downscaling.
+_NOT_ANTIALIASED = ("nearest", "nearest-exact")
+
+
+def interpolation_mode(name: str) -> InterpolationMode:
+    """The torchvision ``InterpolationMode`` called ``name`` (see :data:`INTERPOLATIONS`).
+
+    Example:
+        >>> interpolation_mode("bicubic")
+        <InterpolationMode.BICUBIC: 'bicubic'>
+    """
+    mode = INTERPOLATIONS.get(str(name).lower()) if isinstance(name, str) else None
+    if mode is None:
+        raise unknown_name("interpolation", name, list(INTERPOLATIONS))
+    return mode
+
+
+def resolve_interpolation(size: Size, interpolation: Optional[str], default: str) -> str:
+    """The interpolation a dataset uses: ``default`` for None; an explicit one needs a ``size``.
+
+    Example:
+        >>> resolve_interpolation(64, None, "bilinear"), resolve_interpolation(64, "Bicubic", "bilinear")
+        ('bilinear', 'bicubic')
+    """
+    if interpolation is None:
+        return default
+    interpolation_mode(interpolation)
+    if size is None:
+        raise DataError(
+            f"interpolation={interpolation!r} has no effect with size=None (images keep their file size): "
+            "pass a size to resize to, or leave interpolation out."
+        )
+    return str(interpolation).lower()
+
+
+def describe_loading(size: Size, interpolation: str) -> str:
+    """How :func:`load_image` turns a file into a tensor, in words (recorded on datasets as ``protocol``).
+
+    Example:
+        >>> describe_loading(None, "bicubic")
+        'PIL RGB at the file size, ToTensor'
+        >>> describe_loading((32, 48), "nearest")
+        'PIL RGB, torchvision Resize((32, 48)) nearest, ToTensor'
+    """
+    if size is None:
+        return "PIL RGB at the file size, ToTensor"
+    name = str(interpolation).lower()
+    interpolation_mode(name)
+    shown = str(int(size)) if isinstance(size, (int, np.integer)) else str(tuple(int(v) for v in size))
+    filt = name if name in _NOT_ANTIALIASED else f"{name} antialias"
+    return f"PIL RGB, torchvision Resize({shown}) {filt}, ToTensor"
 
 
 def resized_shape(height: int, width: int, size: Size) -> tuple[int, int]:
@@ -45,18 +119,20 @@ def resized_shape(height: int, width: int, size: Size) -> tuple[int, int]:
     return size[0], size[1]
 
 
-def resize_pil(img: Image.Image, size: Size) -> Image.Image:
-    """Resize a PIL image with bicubic interpolation, ``torchvision.transforms.Resize(size)`` semantics.
+def resize_pil(img: Image.Image, size: Size, interpolation: str = "bicubic") -> Image.Image:
+    """``torchvision.transforms.Resize(size, interpolation)`` applied to a PIL image (antialiased,
+    as torchvision always is on PIL images; an int matches the shorter edge).
 
     Example:
         >>> from PIL import Image
         >>> resize_pil(Image.new("RGB", (451, 300)), 64).size
         (96, 64)
     """
-    h, w = resized_shape(img.height, img.width, size)
-    if (h, w) == (img.height, img.width):
+    mode = interpolation_mode(interpolation)
+    if (img.height, img.width) == resized_shape(img.height, img.width, size):  # also checks ``size``
         return img
-    return img.resize((w, h), Image.BICUBIC)
+    tv_size = [int(size)] if isinstance(size, (int, np.integer)) else [int(v) for v in size]  # type: ignore[union-attr]
+    return TF.resize(img, tv_size, interpolation=mode, antialias=True)
 
 
 def pil_to_rgb(img: Image.Image) -> Image.Image:
@@ -86,19 +162,22 @@ def pil_to_tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous().float().div_(255.0)
 
 
-def load_image(path: Union[str, os.PathLike], size: Size = None) -> torch.Tensor:
+def load_image(path: Union[str, os.PathLike], size: Size = None, interpolation: str = "bicubic") -> torch.Tensor:
     """Load an image file as a float32 ``(3, H, W)`` tensor in [0, 1].
 
-    Grayscale, RGBA and palette images become RGB. ``size`` resizes like
-    ``torchvision.transforms.Resize(size)`` with bicubic interpolation (an int matches the
-    smaller edge; ``(H, W)`` is exact). Raises :class:`DataError` naming the file when it is
-    missing, unreadable or corrupt.
+    Grayscale, RGBA and palette images become RGB as ``PIL.Image.convert("RGB")`` makes them
+    (16-bit and float grayscale are scaled to 8 bits first instead of clipped). ``size``
+    resizes like ``torchvision.transforms.Resize(size, interpolation)`` (an int matches the
+    smaller edge; ``(H, W)`` is exact; see :data:`INTERPOLATIONS`); the tensor is then what
+    ``ToTensor`` makes. Raises :class:`DataError` naming the file when it is missing,
+    unreadable or corrupt.
 
     Example:
         >>> x = load_image("2afc/val/cnn/ref/000000.png", size=64)  # doctest: +SKIP
         >>> x.shape, x.dtype  # doctest: +SKIP
         (torch.Size([3, 64, 64]), torch.float32)
     """
+    interpolation_mode(interpolation)
     p = Path(path)
     if not p.is_file():
         if p.exists():
@@ -113,7 +192,7 @@ def load_image(path: Union[str, os.PathLike], size: Size = None) -> torch.Tensor
     except (OSError, SyntaxError, ValueError) as e:  # truncated / corrupt data
         raise DataError(f"cannot read image file {str(p)!r}: the file is corrupt or truncated ({e})") from e
     if size is not None:
-        img = resize_pil(img, size)
+        img = resize_pil(img, size, interpolation)
     return pil_to_tensor(img)
 
 
@@ -121,3 +200,38 @@ def is_image_file(path: Union[str, os.PathLike]) -> bool:
     """True for a visible file whose extension is a known image extension (case-insensitive)."""
     p = Path(path)
     return not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+
+
+def list_images(folder: Union[str, os.PathLike]) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name (empty when the folder does not exist)."""
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir() if is_image_file(p)) if folder.is_dir() else []
+
+
+def center_crop_square(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize the shorter side to ``size`` (bicubic, antialiased) and take the central square.
+
+    Example:
+        >>> center_crop_square(torch.rand(3, 40, 60), 20).shape
+        torch.Size([3, 20, 20])
+    """
+    h, w = x.shape[-2:]
+    if min(h, w) != size:
+        s = size / min(h, w)
+        nh, nw = max(size, round(h * s)), max(size, round(w * s))
+        x = F.interpolate(x[None], size=(nh, nw), mode="bicubic", align_corners=False, antialias=True)[0]
+        x = x.clamp(0, 1)
+        h, w = nh, nw
+    top, left = (h - size) // 2, (w - size) // 2
+    return x[:, top:top + size, left:left + size]
+
+
+def mod_crop(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """Crop the bottom/right so that height and width are multiples of ``scale``.
+
+    Example:
+        >>> mod_crop(torch.rand(3, 50, 47), 4).shape
+        torch.Size([3, 48, 44])
+    """
+    h, w = x.shape[-2:]
+    return x[..., : h - h % scale, : w - w % scale]

@@ -9,6 +9,9 @@ score is a better-quality (less distorted) image, so a good distance metric corr
   scale where 5 is "imperceptible" -> ``higher_is_better = True``.
 * A CSV: you say (default True).
 
+Every listed image must exist, each distorted image is listed once (a repeated line would
+count twice in the correlations), and scores are finite numbers on the dataset's scale.
+
 Example:
     >>> from lossnet.data import load_tid2013
     >>> ds = load_tid2013("data/tid2013")  # doctest: +SKIP
@@ -27,17 +30,25 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from .images import Size, load_image
+from .images import Size, describe_loading, load_image, resolve_interpolation
 
 PathLike = Union[str, os.PathLike]
+
+#: Largest score magnitude accepted from any file: opinion scores are small numbers, and squares of
+#: larger ones overflow the correlation statistics; such a value is a unit or parsing error.
+MAX_ABS_SCORE = 1e12
+#: The published score scales: (low, high) of the scale each dataset's scores lie on.
+SCORE_SCALES = {"tid2013": (0.0, 9.0), "kadid10k": (1.0, 5.0)}
 
 
 class MOSDataset(Dataset):
     """(reference, distorted, score) triples; images are loaded lazily at ``size`` (None keeps it).
 
     Items are dicts ``{"ref", "dist": float32 (3, H, W) in [0, 1], "score": float, "name": str,
-    "index": int}``. ``scores`` holds all scores (numpy float64); ``higher_is_better`` gives
-    the sign of the score (see the module docstring).
+    "index": int}``. ``scores`` holds all scores (numpy float64, finite, at most
+    :data:`MAX_ABS_SCORE` in magnitude); ``higher_is_better`` gives the sign of the score (see
+    the module docstring). ``size`` resizes like ``torchvision.transforms.Resize`` with
+    ``interpolation`` (default bicubic); ``protocol`` says how images are loaded.
 
     Example:
         >>> ds = MOSDataset(["r.png"], ["d.png"], [3.5], ["d.png"])  # doctest: +SKIP
@@ -55,6 +66,7 @@ class MOSDataset(Dataset):
         higher_is_better: bool = True,
         dataset_name: str = "mos",
         description: str = "",
+        interpolation: Optional[str] = None,
     ):
         if not (len(ref_paths) == len(dist_paths) == len(scores)):
             raise DataError(
@@ -67,7 +79,17 @@ class MOSDataset(Dataset):
         self.dist_paths = [Path(p) for p in dist_paths]
         self.scores = np.asarray(scores, dtype=np.float64)
         self.names = list(names) if names is not None else [p.name for p in self.dist_paths]
+        bad = [i for i, v in enumerate(self.scores) if not (math.isfinite(v) and abs(v) <= MAX_ABS_SCORE)]
+        if bad:
+            shown = ", ".join(f"{self.names[i]} ({float(self.scores[i])!r})" for i in bad[:5])
+            more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+            raise DataError(
+                f"{dataset_name}: {len(bad)} score(s) are not finite numbers of magnitude at most {MAX_ABS_SCORE:g}: "
+                f"{shown}{more}. Opinion scores are small numbers; fix or remove those entries."
+            )
         self.size = size
+        self.interpolation = resolve_interpolation(size, interpolation, "bicubic")
+        self.protocol = describe_loading(size, self.interpolation)
         self.higher_is_better = bool(higher_is_better)
         self.name = dataset_name
         self.description = description or dataset_name
@@ -81,8 +103,8 @@ class MOSDataset(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} images")
         return {
-            "ref": load_image(self.ref_paths[index], self.size),
-            "dist": load_image(self.dist_paths[index], self.size),
+            "ref": load_image(self.ref_paths[index], self.size, self.interpolation),
+            "dist": load_image(self.dist_paths[index], self.size, self.interpolation),
             "score": float(self.scores[index]),
             "name": self.names[index],
             "index": index,
@@ -123,20 +145,59 @@ def _locate_root(root: Path, marker: str, subdirs: Sequence[str], what: str, ins
 
 
 class _NameIndex:
-    """Case-insensitive lookup of image files in one folder, by name then by stem."""
+    """Case-insensitive lookup of image files in one folder, by name, else by stem when that is unique."""
 
     def __init__(self, folder: Path):
         self.folder = folder
         self.by_name: dict[str, Path] = {}
-        self.by_stem: dict[str, Path] = {}
+        self.by_stem: dict[str, list[Path]] = {}
         for p in sorted(folder.iterdir()):
             if p.is_file() and not p.name.startswith("."):
                 self.by_name.setdefault(p.name.lower(), p)
-                self.by_stem.setdefault(p.stem.lower(), p)
+                self.by_stem.setdefault(p.stem.lower(), []).append(p)
 
     def get(self, name: str) -> Optional[Path]:
         key = name.strip().lower()
-        return self.by_name.get(key) or self.by_stem.get(Path(key).stem)
+        if key in self.by_name:
+            return self.by_name[key]
+        found = self.by_stem.get(Path(key).stem, [])
+        if len(found) > 1:
+            raise DataError(
+                f"{name!r} is not in {str(self.folder)!r}, and {len(found)} files there have its name with another "
+                f"extension ({', '.join(p.name for p in found)}): keep one of them."
+            )
+        return found[0] if found else None
+
+
+def _check_unique(what: str, keys: Sequence[object], names: Sequence[str], source: Path) -> None:
+    """A :class:`DataError` naming the entries of ``source`` listed more than once (same ``key``)."""
+    first: dict[object, int] = {}
+    repeats: dict[object, list[int]] = {}
+    for i, k in enumerate(keys):
+        if k in first:
+            repeats.setdefault(k, [first[k]]).append(i)
+        else:
+            first[k] = i
+    if repeats:
+        items = list(repeats.values())
+        shown = "; ".join(f"{names[ix[0]]} ({len(ix)} times)" for ix in items[:5])
+        more = f"; and {len(items) - 5} more" if len(items) > 5 else ""
+        raise DataError(
+            f"{what}: {str(source)!r} lists {len(items)} image(s) more than once: {shown}{more}. Each must be listed "
+            "once (a repeat counts twice in the correlations): remove the repeated lines, or get a fresh copy."
+        )
+
+
+def _check_scale(what: str, scores: Sequence[float], names: Sequence[str], source: Path, name: str) -> None:
+    low, high = SCORE_SCALES[name]
+    bad = [i for i, v in enumerate(scores) if not low <= v <= high]
+    if bad:
+        shown = ", ".join(f"{names[i]} ({float(scores[i])!r})" for i in bad[:5])
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise DataError(
+            f"{what}: {len(bad)} score(s) in {str(source)!r} are outside its {low:g}-{high:g} scale: {shown}{more}. "
+            "The file is damaged or is not the original; for other scores use lossnet.data.load_mos_csv."
+        )
 
 
 def _missing_error(what: str, missing: list[str], folder: Path, total: int) -> DataError:
@@ -164,11 +225,12 @@ _KADID_HOWTO = (
 )
 
 
-def load_tid2013(root: PathLike, size: Size = None) -> MOSDataset:
+def load_tid2013(root: PathLike, size: Size = None, interpolation: Optional[str] = None) -> MOSDataset:
     """Load TID2013: ``mos_with_names.txt`` ("MOS filename" lines), ``reference_images/``, ``distorted_images/``.
 
     Names match case-insensitively (``i01_01_1.bmp`` has reference ``I01.BMP``), also across
-    extensions (a converted ``i01_01_1.png`` is found). ``higher_is_better`` is True (MOS).
+    extensions (a converted ``i01_01_1.png`` is found). ``higher_is_better`` is True (MOS, on a
+    0-9 scale). A distorted image listed twice, or a missing image, is a :class:`DataError`.
 
     Example:
         >>> ds = load_tid2013("data/tid2013", size=None)  # doctest: +SKIP
@@ -215,9 +277,12 @@ def load_tid2013(root: PathLike, size: Size = None) -> MOSDataset:
         raise _missing_error("TID2013 reference images", missing_ref, ref_dir, len(scores))
     if missing_dist:
         raise _missing_error("TID2013 distorted images", missing_dist, dist_dir, len(scores))
+    _check_unique("TID2013", dist_paths, names, mos_file)
+    _check_scale("TID2013", scores, names, mos_file, "tid2013")
     return MOSDataset(
         ref_paths, dist_paths, scores, names, size=size, higher_is_better=True, dataset_name="tid2013",
         description=f"TID2013 ({len(scores)} distorted images; MOS, higher is better), {root}",
+        interpolation=interpolation,
     )
 
 
@@ -255,14 +320,20 @@ def _score(value: str, path: Path, rowno: int, column: str) -> float:
         v = float("nan")
     if not math.isfinite(v):
         raise DataError(f"{str(path)!r} row {rowno}: column {column!r} must be a number, got {value!r}")
+    if abs(v) > MAX_ABS_SCORE:
+        raise DataError(
+            f"{str(path)!r} row {rowno}: column {column!r} holds {value!r}, beyond +-{MAX_ABS_SCORE:g}; opinion scores "
+            "are small numbers (a unit or parsing error?): fix the value or rescale the column."
+        )
     return v
 
 
-def load_kadid10k(root: PathLike, size: Size = None) -> MOSDataset:
+def load_kadid10k(root: PathLike, size: Size = None, interpolation: Optional[str] = None) -> MOSDataset:
     """Load KADID-10k: ``dmos.csv`` (dist_img, ref_img, dmos, var) and ``images/``.
 
     ``dmos`` is used as the score; it is on a 1-5 scale where higher is better quality, so
-    ``higher_is_better`` is True.
+    ``higher_is_better`` is True. A distorted image listed twice, or a missing image, is a
+    :class:`DataError`.
 
     Example:
         >>> ds = load_kadid10k("data/kadid10k")  # doctest: +SKIP
@@ -286,9 +357,12 @@ def load_kadid10k(root: PathLike, size: Size = None) -> MOSDataset:
         names.append(row["dist_img"])
     if missing:
         raise _missing_error("KADID-10k", sorted(set(missing)), img_dir, len(rows))
+    _check_unique("KADID-10k", dist_paths, names, csv_file)
+    _check_scale("KADID-10k", scores, names, csv_file, "kadid10k")
     return MOSDataset(
         ref_paths, dist_paths, scores, names, size=size, higher_is_better=True, dataset_name="kadid10k",
         description=f"KADID-10k ({len(scores)} distorted images; dmos 1-5, higher is better), {root}",
+        interpolation=interpolation,
     )
 
 
@@ -297,11 +371,14 @@ def load_mos_csv(
     root: Optional[PathLike] = None,
     size: Size = None,
     higher_is_better: bool = True,
+    interpolation: Optional[str] = None,
 ) -> MOSDataset:
     """Load any (reference, distorted, score) CSV with columns ``ref``, ``dist``, ``score``.
 
     Relative image paths are taken from ``root`` when given, else from the CSV's folder.
     ``higher_is_better`` says whether a higher score means better quality (default True).
+    A (ref, dist) pair listed twice, a missing image or a score beyond
+    :data:`MAX_ABS_SCORE` is a :class:`DataError`.
 
     Example:
         >>> ds = load_mos_csv("scores.csv", higher_is_better=False)  # doctest: +SKIP
@@ -329,7 +406,9 @@ def load_mos_csv(
         raise DataError(
             f"MOS CSV {str(path)!r}: {len(missing)} image file(s) not found (paths are relative to {str(base)!r}): {shown}"
         )
+    _check_unique("MOS CSV", [(r.resolve(), d.resolve()) for r, d in zip(ref_paths, dist_paths)], names, path)
     return MOSDataset(
         ref_paths, dist_paths, scores, names, size=size, higher_is_better=higher_is_better, dataset_name=path.stem,
         description=f"MOS CSV {path} ({len(scores)} rows; higher score is {'better' if higher_is_better else 'worse'})",
+        interpolation=interpolation,
     )

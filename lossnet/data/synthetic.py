@@ -170,6 +170,16 @@ def _seed(rng: np.random.Generator) -> int:
     return int(rng.integers(0, 2**31 - 1))
 
 
+def synthetic_protocol(size: int) -> str:
+    """How the synthetic sets make their images, in words (their ``protocol``; no files are read).
+
+    Example:
+        >>> synthetic_protocol(64)
+        'synthetic: photo crops resized to 64x64 (PIL bicubic), distorted as tensors; no files read'
+    """
+    return f"synthetic: photo crops resized to {size}x{size} (PIL bicubic), distorted as tensors; no files read"
+
+
 class SyntheticTwoAFC(Dataset):
     """A synthetic 2AFC subset (rule-based judgements); same item format as :class:`TwoAFCDataset`.
 
@@ -191,6 +201,7 @@ class SyntheticTwoAFC(Dataset):
         self.size = size
         self.split = "synthetic"
         self.description = description
+        self.protocol = synthetic_protocol(size)
         self.judges = torch.tensor([s.judge for s in self.specs], dtype=torch.float32)
 
     def __len__(self) -> int:
@@ -229,6 +240,7 @@ class SyntheticJND(Dataset):
         self.specs = list(specs)
         self.size = size
         self.description = description
+        self.protocol = synthetic_protocol(size)
         self.same = torch.tensor([s.same for s in self.specs], dtype=torch.float32)
 
     def __len__(self) -> int:

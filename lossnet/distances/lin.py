@@ -21,7 +21,10 @@ import torch
 
 from ..errors import WeightsError, unknown_name
 
-LPIPS_NETS = ("alex", "vgg", "squeeze")
+# The one table of LPIPS nets: LPIPS's short name -> the lossnet architecture of its trunk.
+LPIPS_ARCHS = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezenet1_1"}
+LPIPS_NETS = tuple(LPIPS_ARCHS)
+LPIPS_VERSIONS = ("0.1", "0.0")
 _LPIPS_KEY = re.compile(r"^lin(\d+)\.model\.\d+\.weight$")
 
 
@@ -29,8 +32,8 @@ def lpips_weights_file(net: str, version: str = "0.1") -> Path:
     """Path of the lin weights shipped in the installed ``lpips`` package."""
     if net not in LPIPS_NETS:
         raise unknown_name("LPIPS net", net, LPIPS_NETS)
-    if version not in ("0.0", "0.1"):
-        raise unknown_name("LPIPS version", version, ["0.0", "0.1"])
+    if version not in LPIPS_VERSIONS:
+        raise unknown_name("LPIPS version", version, LPIPS_VERSIONS)
     spec = importlib.util.find_spec("lpips")
     if spec is None or spec.origin is None:
         raise WeightsError(
@@ -70,8 +73,9 @@ def resolve_lin(lin: object, points: Sequence[str], channels: Mapping[str, int],
     if isinstance(lin, str) and lin == "lpips":
         if lpips_net is None:
             raise WeightsError(
-                "lin='lpips' exists only for the LPIPS trunks (lossnet.lpips(net='alex'|'vgg'|'squeeze')); "
-                "for other networks calibrate your own (lossnet calibrate) and pass its file."
+                "lin='lpips' exists only for the LPIPS trunks at their LPIPS layers with the spatial distance "
+                "(presets lpips-alex, lpips-vgg, lpips-squeeze); for other networks calibrate your own "
+                "(lossnet calibrate) and pass its file."
             )
         lin = lpips_lin_weights(lpips_net, version)
     elif isinstance(lin, (str, os.PathLike)):
@@ -82,6 +86,9 @@ def resolve_lin(lin: object, points: Sequence[str], channels: Mapping[str, int],
         if unexpected or missing:
             raise WeightsError(f"lin weights cover points {sorted(lin)} but the loss network extracts {list(points)}.")
         weights = {p: torch.as_tensor(lin[p]).reshape(-1).float() for p in points}
+    elif not isinstance(lin, (list, tuple)):
+        raise WeightsError(f"lin must be None, 'lpips', a file path, {{point: (C,) tensor}} or a list of (C,) "
+                           f"tensors (one per point), got {type(lin).__name__}.")
     else:
         lin = list(lin)
         if len(lin) != len(points):

@@ -1,5 +1,8 @@
 """``PerceptualLoss``: a loss network plus a distance, as a training loss and as a metric.
 
+Named metrics (LPIPS, the pixel baselines, registered presets) are built by
+:func:`lossnet.loss.create_metric`; this module is the metric itself.
+
 Example:
     >>> loss_fn = PerceptualLoss("vgg16", layers="pihlgren", distance="mse", weights="random")
     >>> x, y = torch.rand(2, 3, 64, 64, requires_grad=True), torch.rand(2, 3, 64, 64)
@@ -13,7 +16,8 @@ from typing import Literal, Mapping, Sequence
 import torch
 from torch import nn
 
-from ..distances.functional import PIXEL_DISTANCES, canonical_distance, feature_distance
+from ..distances.functional import FEATURE_DISTANCES, PIXEL_DISTANCES, canonical_distance, feature_distance
+from ..distances.functional import layer_weight_map
 from ..distances.lin import resolve_lin
 from ..errors import LossnetError, unknown_name
 from ..inputs import InputRange, check_pair
@@ -29,20 +33,28 @@ class PerceptualLoss(nn.Module):
     """Distance between two image batches under a frozen loss network (or a pixel baseline).
 
     Args:
-        arch: architecture name (default ``"vgg16"``); must be None for the pixel distances.
+        arch: architecture name (default ``"vgg16"``), or your own ``nn.Module`` (forwarded to
+            :class:`lossnet.LossNetwork` with ``layers`` as its node names); None for the
+            pixel distances.
         layers: extraction points or a layer-set name (see :func:`lossnet.extraction_points`).
-        distance: ``"spatial"`` (LPIPS), ``"mean_pool"``, ``"style"``, ``"mse"``, ``"l1"``, or
-            the pixel baselines ``"l2"`` and ``"ssim"`` (1 - SSIM).
-        weights: ``"imagenet"``, ``"random"`` or a path to a state-dict file.
-        lin: None, or non-negative per-channel weights: a path, ``{point: (C,)}``, or
-            ``"lpips"`` (only through :func:`lossnet.lpips`).
+        distance: ``"spatial"`` (LPIPS), ``"mean_pool"``, ``"style"``, ``"mse"``, ``"l1"``,
+            ``"cosine"``, or the pixel baselines ``"l2"`` and ``"ssim"`` (1 - SSIM).
+        weights: ``"imagenet"`` (default for names), ``"random"`` or a path to a state-dict file.
+        lin: None, or non-negative per-channel weights: a path, ``{point: (C,)}``, a list of
+            (C,) tensors, or ``"lpips"`` (through :func:`lossnet.loss.create_metric` presets).
         reduction: ``"mean"`` or ``"sum"`` over the batch, or ``"none"`` for per-sample values.
-        input_norm: how [0,1] images are normalised for the network (``"auto"``: what its
-            weights expect; ``"none"``: raw [0,1] as in Pihlgren et al.'s training tasks).
-        layer_weights: a weight per extraction point (default: plain sum).
+        input_norm: how [0,1] images are normalised for the network (default ``"auto"``: what
+            its weights expect; ``"none"``: raw [0,1] as in Pihlgren et al.'s training tasks).
+        layer_weights: a non-negative weight per extraction point (default: plain sum).
         input_range: ``"0,1"`` (default) or ``"-1,1"``.
         spatial: return the (B, 1, H, W) distance map instead (LPIPS ``spatial=True``).
         expand_grayscale: accept 1-channel images by repeating the channel.
+        seed: seed of ``weights="random"``.
+        network: a ready :class:`lossnet.LossNetwork` (then arch, layers, weights, input_norm,
+            tokens and seed are not given).
+        tokens: for transformers, ``"cls"`` or ``"patches"``.
+
+    A distance that comes out NaN or Inf raises an error naming the extraction point.
 
     Example:
         >>> metric = PerceptualLoss("alexnet", layers="lpips", weights="random", reduction="none")
@@ -52,19 +64,20 @@ class PerceptualLoss(nn.Module):
 
     def __init__(
         self,
-        arch: str | None = None,
+        arch: str | nn.Module | None = None,
         layers: LayersArg = None,
         distance: str = "spatial",
-        weights: WeightsArg = "imagenet",
+        weights: WeightsArg | None = None,
         lin: object = None,
         reduction: Reduction = "mean",
-        input_norm: str | tuple = "auto",
+        input_norm: str | tuple | None = None,
         layer_weights: Mapping[str, float] | Sequence[float] | None = None,
         input_range: InputRange = "0,1",
         spatial: bool = False,
         expand_grayscale: bool = False,
         seed: int = 0,
         network: LossNetwork | None = None,
+        tokens: str | None = None,
         _lpips_net: str | None = None,
         _lpips_version: str = "0.1",
     ) -> None:
@@ -78,30 +91,72 @@ class PerceptualLoss(nn.Module):
         self.expand_grayscale = expand_grayscale
         self.layer_weights = layer_weights
         self.pixel = self.distance in PIXEL_DISTANCES
+        self.preset: str | None = None  # set by create_metric
+        self.lin_source: str | None = None
         if self.pixel:
-            if arch is not None or network is not None or lin is not None:
+            given = {"arch": arch, "network": network, "lin": lin, "layers": layers, "weights": weights,
+                     "input_norm": input_norm, "layer_weights": layer_weights, "tokens": tokens}
+            extra = [k for k, v in given.items() if v is not None]
+            if extra:
                 raise LossnetError(
-                    f"distance {self.distance!r} compares pixels and uses no network: drop arch/network/lin, "
-                    "or choose a feature distance (spatial, mean_pool, style, mse, l1)."
+                    f"distance {self.distance!r} compares pixels and uses no network: drop {', '.join(extra)}, "
+                    "or choose a feature distance (spatial, mean_pool, style, mse, l1, cosine)."
                 )
             if spatial:
                 raise LossnetError(f"spatial maps exist for feature distances only, not {self.distance!r}.")
             self.net = None
             self.lin_points: list[str] = []
             return
-        self.net = network if network is not None else LossNetwork(
-            arch or DEFAULT_ARCH, layers, weights=weights, input_norm=input_norm, seed=seed)
+        record = FEATURE_DISTANCES[self.distance]
+        if spatial and record.map is None:
+            maps = [n for n, d in FEATURE_DISTANCES.items() if d.map is not None]
+            raise LossnetError(f"spatial=True needs a distance with a per-location map ({', '.join(maps)}); "
+                               f"{self.distance!r} has none.")
+        if network is not None:
+            given = {"arch": arch, "layers": layers, "weights": weights, "input_norm": input_norm, "tokens": tokens}
+            extra = [k for k, v in given.items() if v is not None] + (["seed"] if seed != 0 else [])
+            if extra:
+                raise LossnetError(f"network= is a ready LossNetwork, which already fixes {', '.join(extra)}: drop "
+                                   "them, or build the LossNetwork with them.")
+            if not isinstance(network, LossNetwork):
+                raise LossnetError(f"network must be a lossnet.LossNetwork, got {type(network).__name__}; pass your "
+                                   "own nn.Module as arch= (with layers= naming its nodes).")
+            self.net = network
+        else:
+            self.net = self._build_network(arch, layers, weights, input_norm, tokens, seed)
+        layer_weight_map(self.net.points, layer_weights)  # refuses bad weights now, not at the first call
         lin_weights = None
         if lin is not None:
-            lin_weights = resolve_lin(lin, self.net.points, self._channels(), _lpips_net, _lpips_version)
+            if not record.accepts_lin:
+                raise LossnetError(f"the {self.distance} distance has no per-channel linear weights: use lin=None "
+                                   "(lin weights exist for spatial, mean_pool, mse and l1).")
+            channels = {p: c * record.lin_per_channel for p, c in self._channels().items()}
+            lin_weights = resolve_lin(str(lin) if isinstance(lin, os.PathLike) else lin, self.net.points, channels,
+                                      _lpips_net, _lpips_version)
+            self.lin_source = (f"lpips v{_lpips_version} ({_lpips_net})" if isinstance(lin, str) and lin == "lpips"
+                               else str(lin) if isinstance(lin, (str, os.PathLike)) else "given")
         self.lin_points = list(lin_weights) if lin_weights else []
         for i, p in enumerate(self.lin_points):
             self.register_buffer(f"lin_{i}", lin_weights[p])
 
+    @staticmethod
+    def _build_network(arch, layers, weights, input_norm, tokens, seed) -> LossNetwork:
+        kwargs = {"input_norm": input_norm, "tokens": tokens}
+        if weights is not None:
+            kwargs["weights"] = weights
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        if isinstance(arch, LossNetwork):
+            raise LossnetError("arch is a ready LossNetwork: pass it as network=... instead.")
+        if isinstance(arch, PerceptualLoss):
+            raise LossnetError("arch is already a PerceptualLoss: use it directly, or pass its .net as network=.")
+        if arch is not None and not isinstance(arch, (str, nn.Module)):
+            raise LossnetError(f"arch must be an architecture name or an nn.Module, got {type(arch).__name__}.")
+        return LossNetwork(DEFAULT_ARCH if arch is None else arch, layers, seed=seed, **kwargs)
+
     def _channels(self) -> dict[str, int]:
-        probe = torch.zeros(1, 3, 64, 64)
-        if self.net.spec.fixed_input_size:
-            probe = torch.zeros(1, 3, self.net.spec.fixed_input_size, self.net.spec.fixed_input_size)
+        spec = getattr(self.net, "spec", None)
+        size = getattr(spec, "fixed_input_size", None) or 64
+        probe = torch.zeros(1, 3, size, size, device=next(iter(self.net.buffers()), torch.zeros(0)).device)
         with torch.no_grad():
             return {p: f.shape[1] for p, f in self.net.extract(probe, check=False).items()}
 
@@ -133,6 +188,9 @@ class PerceptualLoss(nn.Module):
     def _feature_pair(self, x0: torch.Tensor, x1: torch.Tensor):
         needs_grad = torch.is_grad_enabled() and (x0.requires_grad or x1.requires_grad)
         if not needs_grad:  # one batched pass is fastest when nothing is differentiated
+            if x0.dtype != x1.dtype:
+                dtype = torch.promote_types(x0.dtype, x1.dtype)
+                x0, x1 = x0.to(dtype), x1.to(dtype)
             feats = self.features(torch.cat([x0, x1]))
             n = x0.shape[0]
             return {p: f[:n] for p, f in feats.items()}, {p: f[n:] for p, f in feats.items()}
@@ -161,40 +219,5 @@ class PerceptualLoss(nn.Module):
         return d
 
     def extra_repr(self) -> str:
-        return f"distance={self.distance!r}, reduction={self.reduction!r}, lin={'yes' if self.lin_points else 'no'}"
-
-
-_LPIPS_ARCH = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezenet1_1"}
-
-
-def lpips(
-    net: str = "alex",
-    version: str = "0.1",
-    weights: WeightsArg = "imagenet",
-    lin: object = "lpips",
-    reduction: Reduction = "mean",
-    spatial: bool = False,
-    input_range: InputRange = "0,1",
-) -> PerceptualLoss:
-    """Exactly the LPIPS metric (Zhang et al. 2018), with inputs in [0, 1].
-
-    ``lin="lpips"`` takes the learned weights shipped in the ``lpips`` package; ``lin=None`` is
-    LPIPS's ``lpips=False`` baseline; a path loads a lin file. ``version="0.0"`` reproduces
-    the original release, which skipped the input scaling.
-
-    Example:
-        >>> metric = lpips("alex", weights="random", reduction="none")
-        >>> metric(torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)).shape
-        torch.Size([2])
-    """
-    if net not in _LPIPS_ARCH:
-        raise unknown_name("LPIPS net", net, list(_LPIPS_ARCH))
-    if version not in ("0.0", "0.1"):
-        raise unknown_name("LPIPS version", version, ["0.0", "0.1"])
-    if isinstance(lin, os.PathLike):
-        lin = str(lin)
-    return PerceptualLoss(
-        _LPIPS_ARCH[net], layers="lpips", distance="spatial", weights=weights, lin=lin, reduction=reduction,
-        input_norm="lpips" if version == "0.1" else "lpips_v0.0", input_range=input_range, spatial=spatial,
-        _lpips_net=net, _lpips_version=version,
-    )
+        preset = f"preset={self.preset!r}, " if self.preset else ""
+        return f"{preset}distance={self.distance!r}, reduction={self.reduction!r}, lin={'yes' if self.lin_points else 'no'}"

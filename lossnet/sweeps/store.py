@@ -17,6 +17,12 @@ Guarantees:
   ``running``, so a finished run is never overwritten and a run is recorded exactly once.
 - A ``kill -9`` at any moment leaves either the previous state or the new one (SQLite
   transactions); a run killed while ``running`` is re-claimed on the next invocation.
+- A new store is built beside its path and linked into place complete, so a store file is
+  never legitimately empty: a 0-byte file, a file that is not SQLite and a damaged one
+  (``PRAGMA quick_check`` on open) are errors that name the file and the fix, and the
+  file is left as it is (never taken for an empty store whose runs would all be redone).
+- Exports (CSV, Parquet) never write over the store itself, nor over an existing file
+  that is not a lossnet sweep export unless ``force=True``; they are written atomically.
 
 Example:
     >>> store = ResultsStore("results.sqlite")                          # doctest: +SKIP
@@ -29,8 +35,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
+import io
 import json
-import math
 import os
 import socket
 import sqlite3
@@ -42,6 +49,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from ..errors import LossnetError
+from ..utils.jsonio import atomic_write_bytes, to_json_text
 
 SCHEMA_VERSION = 1
 STATUSES = ("pending", "running", "finished", "failed")
@@ -96,7 +104,15 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 
 BASE_COLUMNS = ("id", "sweep", "task", "arch", "weights", "label", "points", "distance", "seed", "status",
                 "attempts", "seconds", "created", "started", "ended", "worker", "host", "pid", "error")
+CONFIG_COLUMNS = ("threads", "weights_sha256")  # export columns read from a run's config
 JSON_COLUMNS = ("config", "metrics", "environment")
+# How an export is recognised as one (and so may be replaced without force): a CSV file whose
+# header row starts with these columns, in this order; a Parquet file whose schema metadata
+# holds this key (a JSON object: format version, the store it came from, the run count).
+EXPORT_HEADER = ",".join((*BASE_COLUMNS, *CONFIG_COLUMNS, *JSON_COLUMNS))
+PARQUET_EXPORT_KEY = b"lossnet.sweep_export"
+EXPORT_FORMATS = {"csv": ".csv", "parquet": ".parquet"}
+_SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 class StoreError(LossnetError):
@@ -147,33 +163,37 @@ class RunRecord:
         return dict(self.__dict__)
 
 
-def clean_json(obj: Any) -> Any:
-    """A JSON-safe copy: NaN/inf become null, numpy/torch scalars numbers, tuples lists."""
-    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
-        return obj
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, int):
-        return int(obj)
-    if isinstance(obj, Mapping):
-        return {str(k): clean_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [clean_json(v) for v in obj]
-    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 0) == 0:
-        return clean_json(obj.item())
-    if hasattr(obj, "tolist"):
-        return clean_json(obj.tolist())
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    return str(obj)
-
-
 def _dumps(obj: Any) -> str | None:
-    return None if obj is None else json.dumps(clean_json(obj), allow_nan=False)  # key order kept
+    """Compact JSON through the one JSON writer (NaN -> null, key order kept)."""
+    if obj is None:
+        return None
+    try:
+        return to_json_text(obj, indent=None)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"cannot store {type(obj).__name__} as JSON ({exc}): metrics, configs and environments "
+                         "must be dicts of numbers, strings, lists and dicts.") from exc
 
 
 def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
+
+
+_CORRUPT_WORDS = ("malformed", "not a database", "corrupt", "encrypted", "disk image")
+
+
+def _guarded(method):
+    """Turn an ``sqlite3`` error inside a store method into a :class:`StoreError` naming the file."""
+    @functools.wraps(method)
+    def wrapper(self: "ResultsStore", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except StoreError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise self._sqlite_error(exc) from exc
+        except json.JSONDecodeError as exc:  # a JSON column no longer parses: damaged contents
+            raise self._damaged(f"a JSON column does not parse ({exc})") from exc
+    return wrapper
 
 
 # ----------------------------------------------------------------------------------------------
@@ -229,32 +249,125 @@ class ResultsStore:
         timeout: seconds to wait for another writer's lock before failing.
         stale_after: seconds without a heartbeat after which a ``running`` run may be re-claimed
             (runs whose worker process is known dead are re-claimed at once).
+        verify: run ``PRAGMA quick_check`` on an existing file before using it (workers of a
+            sweep whose driver already checked pass False).
 
     Example:
-        >>> with ResultsStore("results.sqlite") as store:   # doctest: +SKIP
-        ...     print(store.counts())
+        >>> import tempfile, os
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     with ResultsStore(os.path.join(d, "results.sqlite")) as store:
+        ...         print(store.counts()["total"])
+        0
     """
 
     def __init__(self, path: str | os.PathLike, timeout: float = 120.0,
-                 stale_after: float = DEFAULT_STALE_AFTER) -> None:
+                 stale_after: float = DEFAULT_STALE_AFTER, verify: bool = True) -> None:
         self.path = Path(path).expanduser()
         self.timeout = float(timeout)
         self.stale_after = float(stale_after)
+        if not self.stale_after > 0:
+            raise StoreError(f"stale_after (--stale-after) must be a positive number of seconds, got {stale_after!r}; "
+                             f"the default is {DEFAULT_STALE_AFTER:g}.")
         if self.path.is_dir():
             raise StoreError(f"results store {str(self.path)!r} is a folder: pass a file such as "
                              f"{self.path / 'results.sqlite'}.")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        if self.path.exists():
+            self._check_file(verify)
+        else:
+            self._create()
         self._init_schema()
+
+    # -- opening: never take a damaged or emptied file for an empty store --
+
+    def _damaged(self, what: str) -> StoreError:
+        recovered = self.path.with_name(f"{self.path.stem}-recovered{self.path.suffix or '.sqlite'}")
+        return StoreError(
+            f"the results store {str(self.path)!r} is damaged: {what}. lossnet left the file as it is. Restore it "
+            f"from a backup, or copy what is still readable into a new store with the sqlite3 shell "
+            f"('sqlite3 {self.path} .recover | sqlite3 {recovered}') and use --db {recovered}; runs missing there "
+            "are run again.")
+
+    def _sqlite_error(self, exc: sqlite3.DatabaseError) -> StoreError:
+        text = str(exc)
+        if any(w in text.lower() for w in _CORRUPT_WORDS):
+            return self._damaged(f"SQLite says {text!r}")
+        if "locked" in text or "busy" in text:
+            return StoreError(f"the results store {str(self.path)!r} stayed locked ({text}): another process holds "
+                              "it; wait for it or raise the timeout.")
+        return StoreError(f"the results store {str(self.path)!r} cannot be used: {text} (is the disk full or the "
+                          "file read-only?)")
+
+    def _check_file(self, verify: bool) -> None:
+        try:
+            with open(self.path, "rb") as fh:
+                head = fh.read(len(_SQLITE_HEADER))
+            size = self.path.stat().st_size
+        except OSError as exc:
+            raise StoreError(f"cannot read the results store {str(self.path)!r}: {exc}.") from exc
+        if size == 0:
+            raise StoreError(
+                f"the results store {str(self.path)!r} is an empty (0-byte) file, not a results store (lossnet "
+                "creates stores complete, so it was emptied, e.g. truncated by a full disk or an interrupted copy). "
+                "lossnet left it as it is and ran nothing. Restore it from a backup, or delete it (or pass another "
+                "--db) to start a new store, in which every run is run again.")
+        if head != _SQLITE_HEADER:
+            raise StoreError(
+                f"{str(self.path)!r} is not an SQLite results store (its first bytes are {head[:16]!r}, not the SQLite "
+                "header), so lossnet left it as it is. Pass the .sqlite file of a sweep, or a path that does not exist "
+                "yet to start a new store. If it was a store, it is damaged: restore it from a backup.")
+        if not verify:
+            return
+        conn = None
+        try:
+            conn = sqlite3.connect(str(self.path), timeout=self.timeout, isolation_level=None)
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            problems = [r[0] for r in conn.execute("PRAGMA quick_check(5)")]
+        except sqlite3.DatabaseError as exc:
+            raise self._sqlite_error(exc) from exc
+        finally:
+            if conn is not None:
+                conn.close()
+        if problems != ["ok"]:
+            lines = [line.strip() for text in problems for line in str(text).splitlines() if line.strip()]
+            raise self._damaged("PRAGMA quick_check reports " + "; ".join(lines[:5]))
+
+    def _create(self) -> None:
+        """Build a new store beside ``path`` and hard-link it into place complete (another
+        process creating the same store at once wins, and its store is used)."""
+        tmp = self.path.with_name(f".{self.path.name}.new-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        try:
+            conn = sqlite3.connect(str(tmp), isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                self._create_tables(conn)
+            finally:
+                conn.close()  # the last connection checkpoints the WAL into the file
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                pass
+            except OSError:  # no hard links on this file system: let SQLite create it in place
+                pass
+        except sqlite3.DatabaseError as exc:
+            raise self._sqlite_error(exc) from exc
+        finally:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{tmp}{suffix}")
 
     # -- connections and transactions --
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(str(self.path), timeout=self.timeout, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-        self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
-        conn.execute("PRAGMA synchronous = FULL")
+        try:
+            conn = sqlite3.connect(str(self.path), timeout=self.timeout, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
+            conn.execute("PRAGMA synchronous = FULL")
+        except sqlite3.DatabaseError as exc:
+            raise self._sqlite_error(exc) from exc
         return conn
 
     @property
@@ -289,25 +402,29 @@ class ResultsStore:
         try:
             yield conn
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite may have rolled back already (e.g. on a damaged page)
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             raise
         else:
             self._retry(lambda: conn.execute("COMMIT"))
 
+    @staticmethod
+    def _create_tables(conn: sqlite3.Connection) -> None:
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        if conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() is None:
+            conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    @_guarded
     def _init_schema(self) -> None:
-        try:
-            with self.transaction() as conn:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-                if row is None:
-                    conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-                elif int(row[0]) > SCHEMA_VERSION:
-                    raise StoreError(f"results store {self.path} has schema version {row[0]}, newer than this "
-                                     f"lossnet's ({SCHEMA_VERSION}): upgrade lossnet.")
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot open the results store {str(self.path)!r}: {exc}. Is it an SQLite file?") from exc
+        with self.transaction() as conn:
+            self._create_tables(conn)
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if int(row[0]) > SCHEMA_VERSION:
+                raise StoreError(f"results store {self.path} has schema version {row[0]}, newer than this "
+                                 f"lossnet's ({SCHEMA_VERSION}): upgrade lossnet.")
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -329,6 +446,7 @@ class ResultsStore:
 
     # -- adding runs --
 
+    @_guarded
     def add_runs(self, runs: Iterable[Any], sweep: str | None = None) -> int:
         """Insert runs (``RunConfig`` or their dicts) that are not in the store yet; returns how many were new."""
         rows = []
@@ -361,6 +479,7 @@ class ResultsStore:
                 return "worker process gone"
         return None
 
+    @_guarded
     def claim(self, run_id: str, worker: str, retry_failed: bool = False) -> Claim | None:
         """Claim ``run_id`` for ``worker`` if it is pending (or failed with ``retry_failed``, or
         abandoned by a dead worker); None when it is finished or held by a live worker."""
@@ -384,6 +503,7 @@ class ResultsStore:
             self._event(conn, run_id, "claimed", worker, attempt, reason)
         return Claim(run_id, token, worker, attempt, json.loads(row["config"]))
 
+    @_guarded
     def claimable_ids(self, run_ids: Sequence[str], retry_failed: bool = False) -> list[str]:
         """The ids of ``run_ids`` (in order) that :meth:`claim` would take now (one scan)."""
         now = time.time()
@@ -405,6 +525,7 @@ class ResultsStore:
                 return claim
         return None
 
+    @_guarded
     def heartbeat(self, claims: Iterable[Claim]) -> int:
         """Refresh the heartbeat of runs still held; returns how many are."""
         claims = list(claims)
@@ -417,6 +538,7 @@ class ResultsStore:
                              [(now, c.run_id, c.token) for c in claims])
             return conn.total_changes - before
 
+    @_guarded
     def _close_claim(self, claim: Claim, status: str, event: str, values: Mapping[str, Any]) -> bool:
         now = time.time()
         sets = ", ".join(f"{k} = ?" for k in values)
@@ -443,6 +565,7 @@ class ResultsStore:
         return self._close_claim(claim, "failed", "failed", {
             "error": error, "traceback": traceback, "environment": _dumps(environment), "seconds": seconds})
 
+    @_guarded
     def release(self, claim: Claim, reason: str = "released") -> bool:
         """Give a run back (status pending), e.g. when the sweep is interrupted."""
         with self.transaction() as conn:
@@ -468,11 +591,13 @@ class ResultsStore:
     def _select(self, where: str = "", params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         return self.conn.execute(f"SELECT * FROM runs {where} ORDER BY created, rowid", params).fetchall()
 
+    @_guarded
     def get(self, run_id: str) -> RunRecord | None:
         """The record of ``run_id`` (None when absent)."""
         row = self.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         return None if row is None else self._record(row)
 
+    @_guarded
     def records(self, run_ids: Sequence[str] | None = None, status: str | None = None) -> list[RunRecord]:
         """Records of ``run_ids`` in that order (absent ids skipped), or of every run; optionally one status."""
         if run_ids is None:
@@ -488,6 +613,7 @@ class ResultsStore:
         out = [by_id[i] for i in ids if i in by_id]
         return [r for r in out if r.status == status] if status else out
 
+    @_guarded
     def counts(self, run_ids: Sequence[str] | None = None) -> dict[str, int]:
         """``{status: n}`` over ``run_ids`` (ids not in the store count as pending), plus ``total``."""
         counts = dict.fromkeys(STATUSES, 0)
@@ -508,6 +634,7 @@ class ResultsStore:
         counts["total"] = sum(counts[s] for s in STATUSES)
         return counts
 
+    @_guarded
     def events(self, run_id: str | None = None) -> list[dict[str, Any]]:
         """The event log (oldest first), of one run or of all."""
         if run_id is None:
@@ -516,15 +643,45 @@ class ResultsStore:
             rows = self.conn.execute("SELECT * FROM events WHERE run_id = ? ORDER BY seq", (run_id,)).fetchall()
         return [dict(r) for r in rows]
 
+    @_guarded
+    def records_with_weights(self, weights: Sequence[str]) -> list[RunRecord]:
+        """Every record whose ``weights`` is one of ``weights`` (e.g. to find runs made with an
+        earlier content of the same weights file)."""
+        names = list(dict.fromkeys(weights))
+        out: list[RunRecord] = []
+        for start in range(0, len(names), 500):
+            chunk = names[start:start + 500]
+            out.extend(self._record(r) for r in self._select(f"WHERE weights IN ({','.join('?' * len(chunk))})",
+                                                             chunk))
+        return out
+
+    @_guarded
+    def events_since(self, seq: int, events: Sequence[str] = ("finished", "failed")) -> list[dict[str, Any]]:
+        """Events after sequence number ``seq`` (of the kinds in ``events``), oldest first: how a
+        driver follows what its worker processes record."""
+        marks = ",".join("?" * len(events))
+        rows = self.conn.execute(f"SELECT * FROM events WHERE seq > ? AND event IN ({marks}) ORDER BY seq",
+                                 (int(seq), *events)).fetchall()
+        return [dict(r) for r in rows]
+
+    @_guarded
+    def last_event(self) -> int:
+        """The sequence number of the newest event (0 when there is none)."""
+        return int(self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+
     # -- export --
 
+    @_guarded
     def export_rows(self, run_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        """One flat dict per run: the base columns, every scalar metric as ``metrics.<path>``,
-        and the ``config``/``metrics``/``environment`` JSON texts (lossless)."""
+        """One flat dict per run: the base columns, ``threads`` and ``weights_sha256`` (from the
+        config), every scalar metric as ``metrics.<path>``, and the ``config``/``metrics``/
+        ``environment`` JSON texts (lossless)."""
         rows = []
         for rec in self.records(run_ids):
             row: dict[str, Any] = {c: getattr(rec, c) for c in BASE_COLUMNS}
             row["points"] = "+".join(rec.points) if rec.points else None
+            for c in CONFIG_COLUMNS:
+                row[c] = rec.config.get(c)
             for c in JSON_COLUMNS:
                 value = getattr(rec, c)
                 row[c] = None if value is None else json.dumps(value)
@@ -533,28 +690,75 @@ class ResultsStore:
         return rows
 
     def _columns(self, rows: list[dict[str, Any]]) -> list[str]:
-        extra = sorted({k for r in rows for k in r} - set(BASE_COLUMNS) - set(JSON_COLUMNS))
-        return [*BASE_COLUMNS, *JSON_COLUMNS, *extra]
+        fixed = (*BASE_COLUMNS, *CONFIG_COLUMNS, *JSON_COLUMNS)
+        extra = sorted({k for r in rows for k in r} - set(fixed))
+        return [*fixed, *extra]
 
-    def export_csv(self, path: str | os.PathLike, run_ids: Sequence[str] | None = None) -> Path:
-        """Write every run (or ``run_ids``) to a CSV file; returns its path."""
+    def check_export_target(self, path: str | os.PathLike, fmt: str, force: bool = False) -> Path:
+        """The path an export of format ``fmt`` (``csv``/``parquet``) may write, or a
+        :class:`StoreError`: never the store itself (nor its ``-wal``/``-shm``/``-journal``
+        files), even with ``force``; never an existing file that is not a lossnet sweep export
+        of that format (see :func:`is_export`) unless ``force``.
+
+        Example:
+            >>> import tempfile, os
+            >>> with tempfile.TemporaryDirectory() as d:
+            ...     store = ResultsStore(os.path.join(d, "r.sqlite"))
+            ...     try:
+            ...         store.check_export_target(store.path, "csv", force=True)
+            ...     except StoreError as e:
+            ...         print("the results store itself" in str(e))
+            True
+        """
+        if fmt not in EXPORT_FORMATS:
+            raise StoreError(f"unknown export format {fmt!r}: use {' or '.join(EXPORT_FORMATS)}.")
+        target = Path(path).expanduser()
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            if same_file(target, Path(f"{self.path}{suffix}")):
+                raise StoreError(
+                    f"refusing to export to {str(target)!r}: it is the results store {str(self.path)!r} itself"
+                    f"{' (its ' + suffix[1:] + ' file)' if suffix else ''}, which the export would destroy "
+                    f"(--force does not change this). Name another file, e.g. "
+                    f"{self.path.with_name(self.path.stem + EXPORT_FORMATS[fmt])}.")
+        if target.is_dir():
+            raise StoreError(f"export target {str(target)!r} is a folder: name a file, e.g. "
+                             f"{target / ('results' + EXPORT_FORMATS[fmt])}.")
+        if target.exists() and not force and not is_export(target, fmt):
+            raise StoreError(
+                f"refusing to overwrite {str(target)!r}: it exists and is not a lossnet sweep {fmt} export "
+                f"({'a CSV file whose header starts with ' + repr(EXPORT_HEADER[:40] + '...') if fmt == 'csv' else 'a Parquet file with the ' + repr(PARQUET_EXPORT_KEY.decode()) + ' schema metadata'}). "
+                "Name another file, or pass --force (force=True) to replace it.")
+        return target
+
+    def export_csv(self, path: str | os.PathLike, run_ids: Sequence[str] | None = None, force: bool = False) -> Path:
+        """Write every run (or ``run_ids``) to a CSV file atomically; returns its path.
+
+        Refuses to write over the store itself, or over an existing file that is not a
+        lossnet CSV export unless ``force`` (see :meth:`check_export_target`).
+        """
+        target = self.check_export_target(path, "csv", force)
         rows = self.export_rows(run_ids)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=self._columns(rows))
-            writer.writeheader()
-            for r in rows:
-                writer.writerow({k: ("" if v is None else v) for k, v in r.items()})
-        return path
+        buf = io.StringIO(newline="")
+        writer = csv.DictWriter(buf, fieldnames=self._columns(rows), lineterminator="\n")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: ("" if v is None else v) for k, v in r.items()})
+        atomic_write_bytes(target, buf.getvalue().encode("utf-8"))
+        return target
 
-    def export_parquet(self, path: str | os.PathLike, run_ids: Sequence[str] | None = None) -> Path:
-        """Write every run (or ``run_ids``) to a Parquet file (needs pyarrow); returns its path."""
+    def export_parquet(self, path: str | os.PathLike, run_ids: Sequence[str] | None = None,
+                       force: bool = False) -> Path:
+        """Write every run (or ``run_ids``) to a Parquet file atomically (needs pyarrow); returns its path.
+
+        The schema metadata ``lossnet.sweep_export`` (JSON: format, store, runs) marks the file
+        as an export; the same refusals as :meth:`export_csv`.
+        """
         try:
             import pyarrow as pa
             import pyarrow.parquet as pq
         except ImportError as exc:
             raise StoreError("Parquet export needs pyarrow: pip install 'lossnet[parquet]'.") from exc
+        target = self.check_export_target(path, "parquet", force)
         rows = self.export_rows(run_ids)
         columns = self._columns(rows)
         arrays, fields = [], []
@@ -568,10 +772,54 @@ class ResultsStore:
             arrow_type = {"int64": pa.int64(), "bool": pa.bool_(), "float64": pa.float64(), "string": pa.string()}[kind]
             arrays.append(pa.array(values, type=arrow_type))
             fields.append(pa.field(c, arrow_type))
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_arrays(arrays, schema=pa.schema(fields)), path)
-        return path
+        marker = to_json_text({"format": 1, "store": str(self.path), "runs": len(rows)}, indent=None)
+        schema = pa.schema(fields, metadata={PARQUET_EXPORT_KEY: marker.encode("utf-8")})
+        sink = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_arrays(arrays, schema=schema), sink)
+        atomic_write_bytes(target, sink.getvalue().to_pybytes())
+        return target
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """True when ``a`` and ``b`` name the same file (symbolic links, hard links, relative spellings)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def is_export(path: str | os.PathLike, fmt: str) -> bool:
+    """True when ``path`` is a lossnet sweep export of format ``fmt``: a CSV file whose header
+    row starts with ``EXPORT_HEADER``, or a Parquet file whose schema metadata holds
+    ``lossnet.sweep_export``. Such a file may be replaced by a new export without ``force``.
+
+    Example:
+        >>> import tempfile, os
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     notes = os.path.join(d, "notes.csv")
+        ...     _ = open(notes, "w").write("name,score\\nme,1\\n")
+        ...     is_export(notes, "csv")
+        False
+    """
+    path = Path(path)
+    if fmt == "csv":
+        try:
+            with open(path, "rb") as fh:
+                first = fh.readline(len(EXPORT_HEADER) + 2).decode("utf-8", "replace").rstrip("\r\n")
+        except OSError:
+            return False
+        return first == EXPORT_HEADER or first.startswith(EXPORT_HEADER + ",")
+    if fmt == "parquet":
+        try:
+            import pyarrow.parquet as pq
+
+            metadata = pq.read_schema(path).metadata or {}
+        except Exception:  # noqa: BLE001 - not readable as Parquet: not an export
+            return False
+        return PARQUET_EXPORT_KEY in metadata
+    return False
 
 
 def _flatten(d: Mapping[str, Any], prefix: str) -> dict[str, Any]:
@@ -584,7 +832,7 @@ def _flatten(d: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     return out
 
 
-_INT_COLUMNS = {"seed", "attempts", "pid"}
+_INT_COLUMNS = {"seed", "attempts", "pid", "threads"}
 
 
 def _column_type(name: str, values: list[Any]) -> str:
@@ -601,5 +849,5 @@ def _column_type(name: str, values: list[Any]) -> str:
     return "string"
 
 
-__all__ = ["Claim", "DEFAULT_STALE_AFTER", "HEARTBEAT_INTERVAL", "ResultsStore", "RunRecord", "STATUSES",
-           "StoreError", "clean_json", "process_alive", "process_start_time"]
+__all__ = ["Claim", "DEFAULT_STALE_AFTER", "EXPORT_HEADER", "HEARTBEAT_INTERVAL", "PARQUET_EXPORT_KEY", "ResultsStore",
+           "RunRecord", "STATUSES", "StoreError", "is_export", "process_alive", "same_file", "process_start_time"]

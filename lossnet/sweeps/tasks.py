@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..errors import LossnetError
+from ..utils.devices import select_device
 
 AdapterFn = Callable[[Mapping[str, Any], Path], dict]
 
@@ -133,8 +134,8 @@ def _noop(run: Mapping[str, Any], work_dir: Path | None) -> dict:
 def _similarity(run: Mapping[str, Any], work_dir: Path | None) -> dict:
     """2AFC Perceptual Score on the built-in set or a BAPPS folder: PS per subset, mean, layer-wise."""
     from ..data import load_2afc
-    from ..loss.perceptual import PerceptualLoss
-    from ..tasks.similarity import score_2afc
+    from ..loss.factory import create_metric
+    from ..scoring import score_2afc
 
     s = run.get("settings", {})
     data = str(s.get("data", "builtin"))
@@ -147,13 +148,13 @@ def _similarity(run: Mapping[str, Any], work_dir: Path | None) -> dict:
         sets = load_2afc(Path(data).expanduser(), split=str(s.get("split", "val")), subsets=subsets,
                          size=int(s.get("size", 64)))
     if run.get("arch") is None:
-        metric = PerceptualLoss(distance=run["distance"])
+        metric = create_metric(None, distance=run["distance"])
     else:
-        metric = PerceptualLoss(run["arch"], layers=list(run["points"]), distance=run["distance"],
-                                weights=run.get("weights") or "imagenet", input_norm=s.get("input_norm", "auto"),
-                                lin=s.get("lin"), seed=int(run.get("seed", 0)))
+        metric = create_metric(run["arch"], layers=list(run["points"]), distance=run["distance"],
+                               weights=run.get("weights") or "imagenet", input_norm=s.get("input_norm", "auto"),
+                               lin=s.get("lin"), seed=int(run.get("seed", 0)))
     result = score_2afc(metric, sets, batch_size=int(s.get("batch_size", 50)), bootstrap=int(s.get("bootstrap", 1000)),
-                        seed=int(run.get("seed", 0)), progress=False, device=_device(s.get("device", "auto")))
+                        seed=int(run.get("seed", 0)), progress=False, device=select_device(s.get("device", "auto")))
     d = result.to_dict()
     return {"mean": d["mean"], "mean_ci_low": d.get("mean_ci_low"), "mean_ci_high": d.get("mean_ci_high"),
             "subsets": d["subsets"], "layers": d["layers"], "layer_means": d.get("layer_means", {}),
@@ -194,14 +195,6 @@ def _materialized_builtin(n_per_subset: int, seed: int, size: int) -> dict[str, 
             return self.items[index]
 
     return {name: Rendered(ds) for name, ds in builtin_2afc(n_per_subset=n_per_subset, seed=seed, size=size).items()}
-
-
-def _device(name: str) -> str:
-    if name != "auto":
-        return name
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _training(task: str) -> AdapterFn:

@@ -9,7 +9,7 @@ Example:
     >>> metrics["metrics"]["psnr"]  # doctest: +SKIP
 """
 from .autoencoding import AutoencoderConfig, ConvVAE, train_autoencoder
-from .common import ConfigMismatchError, LossConfig, Precision, RunOptions, TrainConfig, TrainingError, select_device
+from .common import ConfigMismatchError, LossConfig, Precision, RunOptions, TrainConfig, TrainingError
 from .metrics import psnr_y, rgb_to_y, road_counts, road_scores, ssim_y
 from .segmentation import IterativeUNet, SegmentationConfig, train_segmentation
 from .superres import SuperresConfig, TransformNet, train_superres
@@ -20,6 +20,6 @@ CONFIGS = {"autoencoder": AutoencoderConfig, "superres": SuperresConfig, "segmen
 __all__ = [
     "AutoencoderConfig", "CONFIGS", "ConfigMismatchError", "ConvVAE", "IterativeUNet", "LossConfig", "Precision",
     "RunOptions", "SegmentationConfig", "SuperresConfig", "TASKS", "TrainConfig", "TrainingError", "TransformNet",
-    "psnr_y", "rgb_to_y", "road_counts", "road_scores", "select_device", "ssim_y", "train_autoencoder",
+    "psnr_y", "rgb_to_y", "road_counts", "road_scores", "ssim_y", "train_autoencoder",
     "train_segmentation", "train_superres",
 ]

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.task_data import ArrayImages, AutoencodingData, load_autoencoding_data
+from ..data.autoencoding import ArrayImages, AutoencodingData, load_autoencoding_data
 from ..errors import LossnetError
 from .common import (LossConfig, Precision, RunDir, RunOptions, TrainConfig, Trainer, finish_metrics, resolve_run,
                      run_config, seed_everything)

@@ -23,11 +23,9 @@ from __future__ import annotations
 import ast
 import contextlib
 import dataclasses
-import json
 import math
 import os
 import random
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,9 +37,13 @@ from torch import nn
 
 from ..distances.functional import PIXEL_DISTANCES, canonical_distance
 from ..errors import LossnetError
+from ..loss.factory import create_metric
+from ..networks.extraction import layer_sets, resolve_layers
+from ..utils.devices import select_device
+from ..utils.jsonio import atomic_torch_save, clean_json, read_json, write_json
+from ..utils.progress import progress_bar
 
 CONFIG_NAMES = ("mini", "paper")
-DEVICES = ("auto", "cpu", "cuda", "mps")
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
 CONFIG = "config.json"
@@ -196,8 +198,6 @@ class LossConfig:
         """The extraction points used (None for a pixel loss)."""
         if self.pixel:
             return None
-        from ..networks.extraction import layer_sets, resolve_layers
-
         if self.layers is None:
             sets = layer_sets(self.net)
             points = sets.get("pihlgren") or sets.get("kumar") or sets["all"]
@@ -206,12 +206,10 @@ class LossConfig:
 
     def build(self) -> nn.Module:
         """The :class:`lossnet.PerceptualLoss` (mean over the batch)."""
-        from ..loss.perceptual import PerceptualLoss
-
         if self.pixel:
-            return PerceptualLoss(distance=self.distance)
-        return PerceptualLoss(self.net, layers=self.resolved_layers(), distance=self.distance, weights=self.weights,
-                              input_norm=self.input_norm, layer_weights=self.layer_weights)
+            return create_metric(None, distance=self.distance)
+        return create_metric(self.net, layers=self.resolved_layers(), distance=self.distance, weights=self.weights,
+                             input_norm=self.input_norm, layer_weights=self.layer_weights)
 
     def describe(self) -> str:
         if self.pixel:
@@ -226,27 +224,6 @@ class LossConfig:
 
 # --------------------------------------------------------------------------------------------
 # Devices, precision, determinism
-
-
-def select_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then the CPU; a named device that is absent is an error.
-
-    Example:
-        >>> select_device("cpu")
-        device(type='cpu')
-    """
-    name = str(name).lower()
-    if name not in DEVICES and not name.startswith("cuda:"):
-        raise LossnetError(f"unknown device {name!r}: use one of {', '.join(DEVICES)} (or cuda:N).")
-    mps = getattr(torch.backends, "mps", None)
-    mps_ok = bool(mps is not None and mps.is_available())
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps_ok else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise LossnetError(f"device {name!r} asked for but CUDA is not available here: use --device cpu or auto.")
-    if name == "mps" and not mps_ok:
-        raise LossnetError("device 'mps' asked for but Apple MPS is not available here: use --device cpu or auto.")
-    return torch.device(name)
 
 
 class Precision:
@@ -329,54 +306,6 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 # Atomic files and run folders
 
 
-def _clean_json(obj: Any) -> Any:
-    """JSON-safe copy: NaN/inf become null, tensors and numpy scalars become numbers, paths strings."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, (np.floating, np.integer)):
-        return _clean_json(obj.item())
-    if isinstance(obj, torch.Tensor):
-        return _clean_json(obj.tolist())
-    if isinstance(obj, Mapping):
-        return {str(k): _clean_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean_json(v) for v in obj]
-    if isinstance(obj, os.PathLike):
-        return str(obj)
-    return obj
-
-
-def _tmp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename over ``path``."""
-    path = Path(path)
-    tmp = _tmp_path(path)
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON atomically (NaN and inf are written as null)."""
-    atomic_write_bytes(path, (json.dumps(_clean_json(obj), indent=2, sort_keys=False) + "\n").encode())
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file, fsync, then rename: a kill never leaves a torn file."""
-    path = Path(path)
-    tmp = _tmp_path(path)
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
     if isinstance(old, Mapping) and isinstance(new, Mapping):
         out = []
@@ -399,7 +328,7 @@ class RunDir:
     def __init__(self, path: str | os.PathLike, run_config: Mapping[str, Any], restart: bool = False) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
-        self.config = _clean_json(run_config)
+        self.config = clean_json(run_config)
         for stale in self.path.glob(".*.tmp-*"):  # leftovers of a kill during a write
             with contextlib.suppress(OSError):
                 stale.unlink()
@@ -409,14 +338,14 @@ class RunDir:
                 with contextlib.suppress(FileNotFoundError):
                     p.unlink()
         elif has_state and (self.path / CONFIG).exists():
-            old = json.loads((self.path / CONFIG).read_text())
+            old = read_json(self.path / CONFIG, fix="pass --restart to discard this run, or use another --out folder")
             diffs = _diff(old, self.config)
             if diffs:
                 raise ConfigMismatchError(
                     f"the output folder {self.path} holds a run with another configuration ({'; '.join(diffs)}). "
                     "Use another --out folder, run the same command as before to resume it, or pass --restart "
                     "to discard it.")
-        atomic_write_json(self.path / CONFIG, self.config)
+        write_json(self.path / CONFIG, self.config)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -441,10 +370,10 @@ class RunDir:
     def read_metrics(self) -> dict[str, Any] | None:
         if not self.metrics_path.exists():
             return None
-        return json.loads(self.metrics_path.read_text())
+        return read_json(self.metrics_path, fix="pass --restart to discard this run, or use another --out folder")
 
     def write_metrics(self, metrics: Mapping[str, Any]) -> None:
-        atomic_write_json(self.metrics_path, metrics)
+        write_json(self.metrics_path, metrics)
 
 
 # --------------------------------------------------------------------------------------------
@@ -625,7 +554,7 @@ class Trainer:
             self.load_state_dict(state)
         if self.finished:
             return self.summary()
-        bar = _progress(self.total_steps, self.step, self.desc, self.progress)
+        bar = progress_bar(self.total_steps, self.desc, self.progress, unit="step", initial=self.step)
         t0 = time.perf_counter()
         stop = False
         try:
@@ -672,13 +601,6 @@ class Trainer:
             "early_stopped": bool(self.cfg.patience) and self.epoch < self.cfg.epochs and self.step < self.total_steps,
             "train_seconds": round(self.seconds, 3), "resumed_from_step": self.resumed_from,
         }
-
-
-def _progress(total: int, initial: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, leave=False, file=sys.stderr,
-                dynamic_ncols=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -746,7 +668,7 @@ def finish_metrics(run_dir: RunDir, task: str, metrics: Mapping[str, Any], train
         "config": run_dir.config,
     }
     run_dir.write_metrics(out)
-    return _clean_json(out)
+    return clean_json(out)
 
 
 def evaluation_seed(seed: int, salt: int) -> torch.Generator:
@@ -756,6 +678,6 @@ def evaluation_seed(seed: int, salt: int) -> torch.Generator:
 
 __all__ = [
     "CONFIG_NAMES", "ConfigMismatchError", "LossConfig", "Precision", "RunDir", "RunOptions", "TrainConfig",
-    "Trainer", "TrainingError", "atomic_torch_save", "atomic_write_json", "epoch_keys", "finish_metrics",
-    "parse_overrides", "rng_state", "run_config", "seed_everything", "select_device", "set_rng_state",
+    "Trainer", "TrainingError", "atomic_torch_save", "epoch_keys", "finish_metrics",
+    "parse_overrides", "rng_state", "run_config", "seed_everything", "set_rng_state",
 ]

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.task_data import RoadPairs, SegmentationData, load_segmentation_data
+from ..data.roads import RoadPairs, SegmentationData, load_segmentation_data
 from ..errors import LossnetError
 from .common import (LossConfig, RunDir, RunOptions, TrainConfig, Trainer, finish_metrics, resolve_run, run_config,
                      seed_everything)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.task_data import SuperresData, load_superres_data
+from ..data.superres import SuperresData, load_superres_data
 from ..errors import LossnetError, WeightsError
 from .common import (LossConfig, RunDir, RunOptions, TrainConfig, Trainer, finish_metrics, resolve_run, run_config,
                      seed_everything)

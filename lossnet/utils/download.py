@@ -255,9 +255,20 @@ def marker_path(archive: Path, dest: Path) -> Path:
     return dest / f".{archive.name}.extracted"
 
 
-def _marker_text(archive: Path) -> str:
-    st = archive.stat()
-    return f"{archive.name}\n{st.st_size}\n"
+def archive_sha256(archive: PathLike) -> str:
+    """The SHA-256 hex digest of a file, read in 1 MiB blocks.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> f = pathlib.Path(tempfile.mkdtemp()) / "empty"; _ = f.write_bytes(b"")
+        >>> archive_sha256(f)[:16]
+        'e3b0c44298fc1c14'
+    """
+    return _sha256_of(Path(archive)).hexdigest()
+
+
+def _marker_text(archive: Path, sha256: str) -> str:
+    return f"{archive.name}\n{archive.stat().st_size}\nsha256 {sha256.lower()}\n"
 
 
 def _unsafe_name(name: str) -> Optional[str]:
@@ -331,9 +342,10 @@ def extract_archive(archive: PathLike, dest: PathLike, *, force: bool = False) -
     Every member is checked before anything is written: absolute paths, ``..`` components,
     links pointing outside ``dest`` and special files are refused with a
     :class:`DownloadError` and nothing is extracted. When done, a marker file
-    ``dest/.<archive name>.extracted`` is written; a later call with the same archive returns
-    at once (``force=True`` extracts again). ``.rar`` archives are not supported: unpack them
-    by hand with ``unrar x``.
+    ``dest/.<archive name>.extracted`` records the archive's name, size and SHA-256; a later
+    call returns at once only when all three match (an archive replaced by one of the same
+    name and size but other contents is extracted again; ``force=True`` always extracts).
+    ``.rar`` archives are not supported: unpack them by hand with ``unrar x``.
 
     Example:
         >>> extract_archive("twoafc_val.tar.gz", "bapps/2afc")  # doctest: +SKIP
@@ -344,7 +356,8 @@ def extract_archive(archive: PathLike, dest: PathLike, *, force: bool = False) -
     if not archive.is_file():
         raise DownloadError(f"archive not found: {archive}")
     marker = marker_path(archive, dest)
-    if not force and marker.is_file() and marker.read_text() == _marker_text(archive):
+    digest = archive_sha256(archive)
+    if not force and marker.is_file() and marker.read_text() == _marker_text(archive, digest):
         return dest
     name = archive.name.lower()
     if name.endswith(".rar"):
@@ -353,6 +366,7 @@ def extract_archive(archive: PathLike, dest: PathLike, *, force: bool = False) -
             f"`unrar x '{archive}' '{dest}/'` (package `unrar`), then run the command again."
         )
     dest.mkdir(parents=True, exist_ok=True)
+    marker.unlink(missing_ok=True)  # a half-done extraction must not look done
     try:
         if name.endswith(".zip") or (zipfile.is_zipfile(archive) and not tarfile.is_tarfile(archive)):
             with zipfile.ZipFile(archive) as zf:
@@ -375,5 +389,5 @@ def extract_archive(archive: PathLike, dest: PathLike, *, force: bool = False) -
             f"cannot extract {archive}: the archive is corrupt or truncated ({e}). Delete it and download "
             "it again."
         ) from e
-    marker.write_text(_marker_text(archive))
+    marker.write_text(_marker_text(archive, digest))
     return dest

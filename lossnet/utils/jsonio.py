@@ -11,11 +11,14 @@ Example:
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 from pathlib import Path
 from typing import Any, Mapping
+
+from ..errors import LossnetError
 
 PathLike = str | os.PathLike
 
@@ -35,7 +38,9 @@ def clean_json(obj: Any) -> Any:
         return [clean_json(v) for v in obj]
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
-    return obj
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return clean_json(dataclasses.asdict(obj))
+    return str(obj)  # e.g. datetimes, enums, torch.device: their readable form
 
 
 def to_json_text(obj: Any, indent: int | None = 2) -> str:
@@ -68,6 +73,29 @@ def write_json(path: PathLike | None, obj: Any, indent: int | None = 2) -> str:
     if path is not None:
         atomic_write_bytes(path, (text + "\n").encode("utf-8"))
     return text
+
+
+def read_json(path: PathLike, fix: str = "delete it and run again") -> Any:
+    """Read a JSON file written by lossnet; a missing, truncated or foreign file is a clear error.
+
+    Example:
+        >>> read_json("/nonexistent.json")
+        Traceback (most recent call last):
+        ...
+        lossnet.errors.LossnetError: /nonexistent.json does not exist: delete it and run again.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LossnetError(f"{path} does not exist: {fix}.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LossnetError(f"{path} cannot be read ({type(exc).__name__}: {exc}): {fix}.") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LossnetError(f"{path} is not valid JSON (truncated or edited? {exc.msg} at line {exc.lineno}): "
+                           f"{fix}.") from None
 
 
 def atomic_torch_save(obj: Any, path: PathLike) -> None:

@@ -111,7 +111,7 @@ def test_default_output_folder_names_the_choices():
 
 
 def test_task_demo_honours_its_time_budget(tmp_path):
-    from lossnet.tasks.demo import format_task_demos, run_task_demos
+    from lossnet.demo.tasks import format_task_demos, run_task_demos
 
     result = run_task_demos(tmp_path, seconds_budget=0, tasks=("segmentation",))
     saved = json.loads((tmp_path / "tasks.json").read_text())

@@ -1,14 +1,20 @@
-"""BAPPS 2AFC/JND loading in the official layout, its clear errors, and image loading."""
+"""BAPPS 2AFC/JND loading in the official layout: the reference loading protocol, pairing by
+file name, clear errors on bad data, and image loading."""
 from __future__ import annotations
+
+import shutil
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader
+from torchvision import transforms
 
 from lossnet.data import (
+    REAL_SHAPES,
     DataError,
+    JNDDataset,
     TwoAFCDataset,
     load_2afc,
     load_image,
@@ -16,6 +22,9 @@ from lossnet.data import (
     write_bapps_fixture,
     write_jnd_fixture,
 )
+from lossnet.errors import UnknownNameError
+
+REFERENCE = "BAPPS reference: PIL RGB, torchvision Resize(64) bilinear antialias, ToTensor"
 
 JUDGES = [0.0, 0.2, 0.4, 0.5, 0.6, 1.0]
 
@@ -74,12 +83,112 @@ def test_item_format_and_values(bapps):
     assert batch["subset"] == ["cnn"] * 4
 
 
+def _reference_transform(path, interpolation=None):
+    """What the LPIPS repository's twoafc_dataset.py / jnd_dataset.py do, by hand (without their
+    final Normalize to [-1, 1]): PIL open, convert("RGB"), Resize(64), ToTensor."""
+    resize = transforms.Resize(64) if interpolation is None else transforms.Resize(64, interpolation=interpolation)
+    return transforms.Compose([resize, transforms.ToTensor()])(Image.open(path).convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def real_sized(tmp_path_factory):
+    """BAPPS files at the real size (256x256 PNG), and a non-square subset (200x296)."""
+    root = tmp_path_factory.mktemp("bapps256")
+    assert REAL_SHAPES["bapps"] == (256, 256)
+    write_bapps_fixture(root, n=3, subsets=("traditional",), size=REAL_SHAPES["bapps"])
+    write_bapps_fixture(root, n=2, subsets=("cnn",), size=(200, 296), seed=1)
+    write_jnd_fixture(root, n=2, subsets=("traditional",), size=256)
+    return root
+
+
+def test_real_size_fixture_files(real_sized):
+    ref = real_sized / "2afc" / "val" / "traditional" / "ref" / "000000.png"
+    with Image.open(ref) as img:
+        assert img.format == "PNG" and img.mode == "RGB" and img.size == (256, 256)
+    with Image.open(real_sized / "2afc" / "val" / "cnn" / "p1" / "000001.png") as img:
+        assert img.size == (296, 200)  # PIL sizes are (width, height)
+    with Image.open(real_sized / "jnd" / "val" / "traditional" / "p0" / "000000.png") as img:
+        assert img.size == (256, 256)
+
+
+def test_2afc_loads_as_the_reference_evaluation_does(real_sized):
+    sets = load_2afc(real_sized)
+    for name, shape in (("traditional", (3, 64, 64)), ("cnn", (3, 64, 94))):  # shorter side to 64
+        ds = sets[name]
+        assert ds.protocol == REFERENCE and ds.interpolation == "bilinear"
+        for i in range(len(ds)):
+            item = ds[i]
+            for key, paths in (("ref", ds.ref_paths), ("p0", ds.p0_paths), ("p1", ds.p1_paths)):
+                expected = _reference_transform(paths[i])
+                assert item[key].shape == shape and torch.equal(item[key], expected)
+
+
+def test_jnd_loads_as_the_reference_evaluation_does(real_sized):
+    ds = load_jnd(real_sized)["traditional"]
+    assert isinstance(ds, JNDDataset) and ds.protocol == REFERENCE
+    for i in range(len(ds)):
+        assert torch.equal(ds[i]["p0"], _reference_transform(ds.p0_paths[i]))
+        assert torch.equal(ds[i]["p1"], _reference_transform(ds.p1_paths[i]))
+
+
+def test_reference_protocol_on_other_image_modes(real_sized, tmp_path):
+    folder = tmp_path / "2afc" / "val" / "traditional"
+    shutil.copytree(real_sized / "2afc" / "val" / "traditional", folder)
+    rgb = Image.open(folder / "ref" / "000000.png").convert("RGB")
+    rgb.convert("L").save(folder / "ref" / "000000.png")
+    rgb.convert("P", palette=Image.ADAPTIVE, colors=64).save(folder / "p0" / "000000.png")
+    rgba = rgb.copy()
+    rgba.putalpha(128)
+    rgba.save(folder / "p1" / "000000.png")
+    ds = load_2afc(folder)["traditional"]
+    for key, paths in (("ref", ds.ref_paths), ("p0", ds.p0_paths), ("p1", ds.p1_paths)):
+        assert torch.equal(ds[0][key], _reference_transform(paths[0]))
+
+
+def test_other_interpolations_are_explicit_and_recorded(real_sized):
+    bicubic = load_2afc(real_sized, interpolation="bicubic")["traditional"]
+    assert bicubic.protocol == (
+        "PIL RGB, torchvision Resize(64) bicubic antialias, ToTensor (not the BAPPS reference: Resize(64) bilinear)"
+    )
+    path = bicubic.ref_paths[0]
+    expected = _reference_transform(path, transforms.InterpolationMode.BICUBIC)
+    assert torch.equal(bicubic[0]["ref"], expected)
+    assert not torch.equal(expected, _reference_transform(path))  # the choice changes the pixels
+    nearest = load_jnd(real_sized, interpolation="nearest")["traditional"]
+    nearest_tv = _reference_transform(nearest.p1_paths[0], transforms.InterpolationMode.NEAREST)
+    assert torch.equal(nearest[0]["p1"], nearest_tv)
+    assert "Resize(64) nearest," in nearest.protocol
+    larger = load_2afc(real_sized, size=128)["traditional"]
+    assert larger[0]["ref"].shape == (3, 128, 128) and "not the BAPPS reference" in larger.protocol
+    native = load_2afc(real_sized, size=None)["cnn"]
+    assert native[0]["ref"].shape == (3, 200, 296)
+    assert native.protocol.startswith("PIL RGB at the file size, ToTensor (not the BAPPS reference")
+
+
+def test_bad_interpolation_arguments(real_sized):
+    with pytest.raises(UnknownNameError) as e:
+        load_2afc(real_sized, interpolation="bicubik")
+    assert "Did you mean 'bicubic'" in str(e.value) and "bilinear" in str(e.value)
+    with pytest.raises(DataError, match="no effect with size=None"):
+        load_jnd(real_sized, size=None, interpolation="bicubic")
+    with pytest.raises(DataError, match="built-in synthetic set"):
+        load_2afc("builtin", interpolation="bicubic")
+    with pytest.raises(DataError, match="built-in synthetic set"):
+        load_jnd("builtin", interpolation="bilinear")
+
+
+def test_builtin_sets_say_how_they_are_made():
+    ds = load_2afc("builtin", subsets=["same-family"])["same-family"]
+    assert ds.protocol.startswith("synthetic:") and "no files read" in ds.protocol
+    assert load_jnd("builtin")["synthetic"].protocol.startswith("synthetic:")
+
+
 def test_resize_to_64_by_default(bapps):
     ds = load_2afc(bapps, split="train")["mix"]  # stored at 80x80
     path = ds.ref_paths[1]
     assert Image.open(path).size == (80, 80)
     assert ds[1]["ref"].shape == (3, 64, 64)
-    assert torch.equal(ds[1]["ref"], load_image(path, size=64))
+    assert torch.equal(ds[1]["ref"], load_image(path, size=64, interpolation="bilinear"))
     native = load_2afc(bapps, split="train", size=None)["mix"]
     assert native[1]["ref"].shape == (3, 80, 80)
 
@@ -148,13 +257,73 @@ def test_missing_folder(tmp_path):
     assert "lacks the folder(s) judge/" in msg and "ref/, p0/, p1/, judge/" in msg and "lossnet download bapps" in msg
 
 
-def test_unequal_counts(tmp_path):
+def test_unmatched_names_are_listed(tmp_path):
     folder = _subset(tmp_path)
     (folder / "p1" / "000002.png").unlink()
     with pytest.raises(DataError) as e:
         load_2afc(folder)
     msg = str(e.value)
-    assert "unequal file counts" in msg and "ref/: 3" in msg and "p1/: 2" in msg and "judge/: 3" in msg
+    assert "1 of 3 names do not pair up across ref/, p0/, p1/, judge/" in msg
+    assert "ref/000002.png, p0/000002.png, judge/000002.npy have no p1 image with the same name" in msg
+    assert "extract the archive again" in msg
+
+
+def test_issue_9_repro_a_renamed_copy_does_not_shift_the_pairs(tmp_path):
+    """Delete p0/000002.png and add p0/000019_copy.png: the counts still match, but sorted
+    positions would pair p0/000003.png with ref/000002.png (and so on), silently. Must be an error."""
+    write_bapps_fixture(tmp_path, n=20, subsets=("traditional",))
+    folder = tmp_path / "2afc" / "val" / "traditional"
+    (folder / "p0" / "000002.png").unlink()
+    shutil.copyfile(folder / "p0" / "000019.png", folder / "p0" / "000019_copy.png")
+    assert len(list((folder / "p0").iterdir())) == len(list((folder / "ref").iterdir())) == 20
+    with pytest.raises(DataError) as e:
+        load_2afc(tmp_path)
+    msg = str(e.value)
+    assert "2 of 21 names do not pair up" in msg
+    assert "ref/000002.png, p1/000002.png, judge/000002.npy have no p0 image with the same name" in msg
+    assert "p0/000019_copy.png has no ref image, p1 image or judge label with the same name" in msg
+    with pytest.raises(DataError, match="000019_copy"):
+        TwoAFCDataset(folder)
+
+
+def test_jnd_pairs_by_name(tmp_path):
+    write_jnd_fixture(tmp_path, n=4, subsets=("cnn",))
+    folder = tmp_path / "jnd" / "val" / "cnn"
+    (folder / "same" / "000001.npy").rename(folder / "same" / "000009.npy")  # same count, other name
+    with pytest.raises(DataError) as e:
+        load_jnd(tmp_path)
+    msg = str(e.value)
+    assert "2 of 5 names do not pair up across p0/, p1/, same/" in msg
+    assert "p0/000001.png, p1/000001.png have no same label" in msg and "same/000009.npy has no p0 image" in msg
+
+
+def test_items_are_the_same_name_in_every_folder(tmp_path):
+    write_bapps_fixture(tmp_path, n=12, subsets=("traditional",))
+    ds = load_2afc(tmp_path)["traditional"]
+    assert ds.names == [f"{i:06d}" for i in range(12)]
+    for i in range(12):
+        stems = {p[i].stem for p in (ds.ref_paths, ds.p0_paths, ds.p1_paths, ds.judge_paths)}
+        assert stems == {ds.names[i]}
+
+
+def test_many_unmatched_names_are_counted(tmp_path):
+    folder = _subset(tmp_path, n=3)
+    for k in range(8):
+        shutil.copyfile(folder / "ref" / "000000.png", folder / "ref" / f"extra{k}.png")
+    with pytest.raises(DataError) as e:
+        load_2afc(folder)
+    msg = str(e.value)
+    assert "8 of 11 names do not pair up" in msg and "ref/extra0.png" in msg and "ref/extra4.png" in msg
+    assert "extra5" not in msg and "and 3 more" in msg
+
+
+def test_two_files_with_one_name_are_refused(tmp_path):
+    folder = _subset(tmp_path)
+    Image.open(folder / "p0" / "000001.png").save(folder / "p0" / "000001.jpg")
+    with pytest.raises(DataError) as e:
+        load_2afc(folder)
+    assert "p0/ holds 1 pair(s) of files with the same name" in str(e.value)
+    assert "000001.jpg and 000001.png" in str(e.value)
 
 
 def test_label_out_of_range_and_not_single(tmp_path):
@@ -165,7 +334,7 @@ def test_label_out_of_range_and_not_single(tmp_path):
         load_2afc(folder)
     assert str(bad) in str(e.value) and "outside [0, 1]" in str(e.value)
     np.save(bad, np.array([np.nan]))
-    with pytest.raises(DataError, match="outside"):
+    with pytest.raises(DataError, match="holds NaN"):
         load_2afc(folder)
     np.save(bad, np.array([0.2, 0.4]))
     with pytest.raises(DataError) as e:
@@ -174,6 +343,37 @@ def test_label_out_of_range_and_not_single(tmp_path):
     bad.write_bytes(b"not numpy")
     with pytest.raises(DataError, match="not a readable .npy"):
         load_2afc(folder)
+
+
+@pytest.mark.parametrize("value,what", [
+    (np.array(["0.5"]), "a string"),
+    (np.array([True]), "a bool"),
+    (np.array(False), "a bool"),
+    (np.array([b"1"]), "a byte string"),
+    (np.array([0.5 + 0j]), "a complex number"),
+    (np.array([np.nan], dtype=np.float32), "NaN"),
+    (np.array([-0.2]), "outside [0, 1]"),
+    (np.array([1.0000001]), "outside [0, 1]"),
+    (np.array([np.inf]), "outside [0, 1]"),
+])
+@pytest.mark.parametrize("kind", ["judge", "same"])
+def test_label_files_that_are_not_a_fraction_are_named(tmp_path, value, what, kind):
+    if kind == "judge":
+        folder, load = _subset(tmp_path), load_2afc
+    else:
+        write_jnd_fixture(tmp_path, n=3, subsets=("traditional",))
+        folder, load = tmp_path / "jnd" / "val" / "traditional", load_jnd
+    bad = folder / kind / "000001.npy"
+    np.save(bad, value)
+    with pytest.raises(DataError) as e:
+        load(folder)
+    assert str(bad) in str(e.value) and what in str(e.value) and "extract the archive again" in str(e.value)
+
+
+def test_integer_labels_are_numbers(tmp_path):
+    folder = _subset(tmp_path)
+    np.save(folder / "judge" / "000002.npy", np.array([1], dtype=np.int64))
+    assert load_2afc(folder)["traditional"].judges.tolist() == [0.0, 0.5, 1.0]
 
 
 def test_unreadable_image_named(tmp_path):
@@ -190,52 +390,3 @@ def test_unreadable_image_named(tmp_path):
     full.write_bytes(data[: len(data) // 2])  # truncated
     with pytest.raises(DataError, match="000002.png"):
         ds[2]
-
-
-# ---------------------------------------------------------------- load_image
-
-
-def test_load_image_modes(tmp_path):
-    rng = np.random.default_rng(0)
-    rgb = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
-    _png(tmp_path / "rgb.png", rgb)
-    x = load_image(tmp_path / "rgb.png")
-    assert x.shape == (3, 20, 30) and x.dtype == torch.float32
-    assert torch.equal(x, torch.from_numpy(rgb).permute(2, 0, 1).float() / 255)
-    gray = rgb[:, :, 0]
-    _png(tmp_path / "gray.png", gray)
-    g = load_image(tmp_path / "gray.png")
-    assert g.shape == (3, 20, 30) and torch.equal(g[0], g[2]) and torch.equal(g[0], torch.from_numpy(gray).float() / 255)
-    rgba = np.concatenate([rgb, np.full((20, 30, 1), 7, np.uint8)], axis=2)
-    _png(tmp_path / "rgba.png", rgba)
-    assert torch.equal(load_image(tmp_path / "rgba.png"), x)
-    Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE, colors=16).save(tmp_path / "pal.png")
-    p = load_image(tmp_path / "pal.png")
-    assert p.shape == (3, 20, 30) and len(torch.unique(p.reshape(3, -1), dim=1).T) <= 16
-    g16 = (gray.astype(np.uint16) * 257)
-    Image.fromarray(g16).save(tmp_path / "g16.png")
-    assert torch.allclose(load_image(tmp_path / "g16.png")[1], g[1], atol=1 / 255)
-
-
-def test_load_image_resize_matches_torchvision(tmp_path):
-    from torchvision import transforms
-
-    rgb = np.random.default_rng(1).integers(0, 256, (45, 70, 3), dtype=np.uint8)
-    _png(tmp_path / "a.png", rgb)
-    pil = Image.open(tmp_path / "a.png").convert("RGB")
-    for size in (32, (20, 50), 45):
-        tv = transforms.Compose([transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC),
-                                 transforms.ToTensor()])(pil)
-        ours = load_image(tmp_path / "a.png", size=size)
-        assert ours.shape == tv.shape and torch.equal(ours, tv)
-    assert load_image(tmp_path / "a.png", size=32).shape == (3, 32, 49)
-
-
-def test_load_image_errors(tmp_path):
-    with pytest.raises(DataError, match="not found.*missing.png"):
-        load_image(tmp_path / "missing.png")
-    (tmp_path / "t.png").write_text("hello")
-    with pytest.raises(DataError, match="t.png"):
-        load_image(tmp_path / "t.png")
-    with pytest.raises(DataError, match="not a file"):
-        load_image(tmp_path)

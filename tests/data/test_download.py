@@ -1,297 +1,37 @@
-"""Downloader and archive extraction, against a local HTTP server on 127.0.0.1 (no network)."""
+"""lossnet.data.download: the table of downloadable datasets, the manual steps, and
+download_dataset with an injected downloader (the HTTP side is tested in tests/utils)."""
 from __future__ import annotations
 
-import hashlib
-import io
+import shutil
 import tarfile
-import threading
-import zipfile
-from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from lossnet.data import (
-    DATASETS,
-    DataError,
-    DownloadError,
-    download_dataset,
-    download_file,
-    extract_archive,
-    load_2afc,
-    manual_instructions,
-    write_bapps_fixture,
-)
-
-PAYLOAD = bytes(range(256)) * 400  # 102,400 bytes
+from lossnet.data import DATASETS, DataError, download_dataset, load_2afc, manual_instructions, write_bapps_fixture
 
 
-class _Server:
-    """A tiny HTTP server with Range support that records what it was asked and what it sent."""
+class _LocalDownloader:
+    """Stands in for ``download_file``: copies a local file to the destination and counts calls."""
 
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.requests: list[dict] = []
-        self.flaky_once: set[str] = set()  # paths that send half their body once, then close
-        server = self
+    def __init__(self, files: dict[str, Path]):
+        self.files = files
+        self.calls: list[str] = []
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            timeout = 10
-
-            def log_message(self, *args):  # keep pytest output clean
-                pass
-
-            def do_GET(self):  # noqa: N802
-                rng = self.headers.get("Range")
-                rec = {"path": self.path, "range": rng, "sent": 0, "status": None}
-                server.requests.append(rec)
-                if self.path == "/error":
-                    rec["status"] = 500
-                    self.send_error(500, "Internal Server Error")
-                    return
-                name, _, flag = self.path.partition("?")
-                body = server.files.get(name)
-                if body is None:
-                    rec["status"] = 404
-                    self.send_error(404, "Not Found")
-                    return
-                start = 0
-                if rng and flag == "wrongstart":  # answers 206 from byte 0 whatever was asked
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes 0-{len(body) - 1}/{len(body)}")
-                    rec["status"] = 206
-                elif rng and flag != "norange":
-                    start = int(rng.split("=")[1].split("-")[0])
-                    if start >= len(body):
-                        rec["status"] = 416
-                        self.send_response(416)
-                        self.send_header("Content-Range", f"bytes */{len(body)}")
-                        self.send_header("Content-Length", "0")
-                        self.end_headers()
-                        return
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-                    rec["status"] = 206
-                else:
-                    self.send_response(200)
-                    rec["status"] = 200
-                chunk = body[start:]
-                self.send_header("Content-Length", str(len(chunk)))
-                self.send_header("Content-Type", "application/octet-stream")
-                self.end_headers()
-                if name in server.flaky_once:
-                    server.flaky_once.discard(name)
-                    chunk = chunk[: len(chunk) // 2]
-                    self.close_connection = True
-                self.wfile.write(chunk)
-                rec["sent"] = len(chunk)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def __enter__(self) -> "_Server":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
+    def __call__(self, url, dest, sha256=None, expected_size=None, progress=True, hint=""):
+        self.calls.append(url)
+        dest = Path(dest)
+        if not dest.is_file():  # like download_file: an existing file is used as is
+            shutil.copyfile(self.files[url], dest)
+        return dest
 
 
-@pytest.fixture
-def server(monkeypatch):
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    with _Server() as s:
-        s.files["/data.bin"] = PAYLOAD
-        yield s
-
-
-def test_full_download_with_sha256(server, tmp_path):
-    dest = tmp_path / "sub" / "data.bin"
-    sha = hashlib.sha256(PAYLOAD).hexdigest()
-    out = download_file(server.url + "/data.bin", dest, sha256=sha, expected_size=len(PAYLOAD), progress=False)
-    assert out == dest and dest.read_bytes() == PAYLOAD
-    assert not (tmp_path / "sub" / "data.bin.part").exists()
-    assert server.requests[-1]["range"] is None and server.requests[-1]["sent"] == len(PAYLOAD)
-    # a complete, verified file is not fetched again
-    n = len(server.requests)
-    download_file(server.url + "/data.bin", dest, sha256=sha, progress=False)
-    assert len(server.requests) == n
-
-
-def test_resume_requests_only_the_remaining_bytes(server, tmp_path):
-    dest = tmp_path / "data.bin"
-    k = 30_000
-    (tmp_path / "data.bin.part").write_bytes(PAYLOAD[:k])
-    download_file(server.url + "/data.bin", dest, sha256=hashlib.sha256(PAYLOAD).hexdigest(), progress=False)
-    assert dest.read_bytes() == PAYLOAD
-    req = server.requests[-1]
-    assert req["range"] == f"bytes={k}-"
-    assert req["status"] == 206 and req["sent"] == len(PAYLOAD) - k
-
-
-def test_server_ignoring_range_restarts_from_zero(server, tmp_path):
-    dest = tmp_path / "data.bin"
-    (tmp_path / "data.bin.part").write_bytes(b"\xff" * 5000)  # wrong bytes: must not be kept
-    download_file(server.url + "/data.bin?norange", dest, expected_size=len(PAYLOAD), progress=False)
-    assert dest.read_bytes() == PAYLOAD
-    assert server.requests[-1]["range"] == "bytes=5000-" and server.requests[-1]["status"] == 200
-
-
-def test_mismatched_partial_answer_restarts(server, tmp_path):
-    dest = tmp_path / "data.bin"
-    (tmp_path / "data.bin.part").write_bytes(PAYLOAD[:1000])
-    download_file(server.url + "/data.bin?wrongstart", dest, progress=False)
-    assert dest.read_bytes() == PAYLOAD  # not 1000 bytes + the whole file again
-    assert [r["range"] for r in server.requests[-2:]] == ["bytes=1000-", None]
-
-
-def test_interrupted_download_keeps_part_and_resumes(server, tmp_path):
-    dest = tmp_path / "data.bin"
-    server.flaky_once.add("/data.bin")
-    with pytest.raises(DownloadError, match="resume"):
-        download_file(server.url + "/data.bin", dest, progress=False, timeout=5)
-    part = tmp_path / "data.bin.part"
-    assert not dest.exists() and part.stat().st_size == len(PAYLOAD) // 2
-    download_file(server.url + "/data.bin", dest, sha256=hashlib.sha256(PAYLOAD).hexdigest(), progress=False)
-    assert dest.read_bytes() == PAYLOAD
-    assert server.requests[-1]["range"] == f"bytes={len(PAYLOAD) // 2}-"
-
-
-def test_complete_part_with_416_is_accepted(server, tmp_path):
-    dest = tmp_path / "data.bin"
-    (tmp_path / "data.bin.part").write_bytes(PAYLOAD)
-    download_file(server.url + "/data.bin", dest, progress=False)
-    assert dest.read_bytes() == PAYLOAD and server.requests[-1]["status"] == 416
-
-
-def test_wrong_checksum_raises_and_leaves_no_file(server, tmp_path):
-    dest = tmp_path / "data.bin"
-    with pytest.raises(DownloadError) as e:
-        download_file(server.url + "/data.bin", dest, sha256="0" * 64, progress=False)
-    msg = str(e.value)
-    assert "sha256" in msg and "/data.bin" in msg and str(dest) in msg
-    assert not dest.exists() and not (tmp_path / "data.bin.part").exists()
-
-
-def test_wrong_size_raises(server, tmp_path):
-    dest = tmp_path / "data.bin"
-    with pytest.raises(DownloadError, match="size check failed"):
-        download_file(server.url + "/data.bin", dest, expected_size=len(PAYLOAD) + 1, progress=False)
-    assert not dest.exists()
-
-
-@pytest.mark.parametrize("path,code", [("/error", "500"), ("/missing.bin", "404")])
-def test_server_error_message(server, tmp_path, path, code):
-    dest = tmp_path / "x.bin"
-    with pytest.raises(DownloadError) as e:
-        download_file(server.url + path, dest, progress=False, hint="EXTRA-HINT")
-    msg = str(e.value)
-    assert f"HTTP {code}" in msg and server.url + path in msg and str(dest) in msg
-    assert "by hand" in msg and "EXTRA-HINT" in msg
-    assert not dest.exists()
-
-
-def test_unreachable_server_message(tmp_path, monkeypatch):
-    monkeypatch.setenv("no_proxy", "*")
-    import socket
-
-    with socket.socket() as s:  # a port with nothing listening
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with pytest.raises(DownloadError, match="cannot reach"):
-        download_file(f"http://127.0.0.1:{port}/x", tmp_path / "x", progress=False, timeout=5)
-
-
-# ---------------------------------------------------------------- archives
-
-
-def _tar(path: Path, members: dict[str, bytes], mode: str = "w:gz") -> Path:
-    with tarfile.open(path, mode) as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
-
-
-def test_extract_tar_gz_and_marker(tmp_path):
-    archive = _tar(tmp_path / "a.tar.gz", {"top/x.txt": b"hello", "top/sub/y.txt": b"world"})
-    dest = tmp_path / "out"
-    extract_archive(archive, dest)
-    assert (dest / "top/x.txt").read_bytes() == b"hello"
-    assert (dest / "top/sub/y.txt").read_bytes() == b"world"
-    assert (dest / ".a.tar.gz.extracted").is_file()
-    (dest / "top/x.txt").write_bytes(b"changed")
-    extract_archive(archive, dest)  # marker: not redone
-    assert (dest / "top/x.txt").read_bytes() == b"changed"
-    extract_archive(archive, dest, force=True)
-    assert (dest / "top/x.txt").read_bytes() == b"hello"
-
-
-def test_extract_zip(tmp_path):
-    archive = tmp_path / "a.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr("k/dmos.csv", "a,b\n")
-    extract_archive(archive, tmp_path / "out")
-    assert (tmp_path / "out/k/dmos.csv").read_text() == "a,b\n"
-
-
-@pytest.mark.parametrize("bad", ["../evil.txt", "ok/../../evil.txt", "/tmp/lossnet-abs-evil.txt"])
-def test_tar_path_traversal_refused(tmp_path, bad):
-    archive = _tar(tmp_path / "bad.tar.gz", {"fine.txt": b"ok", bad: b"evil"})
-    dest = tmp_path / "out"
-    with pytest.raises(DownloadError) as e:
-        extract_archive(archive, dest)
-    assert bad in str(e.value) and "refusing" in str(e.value)
-    assert not (tmp_path / "evil.txt").exists() and not Path("/tmp/lossnet-abs-evil.txt").exists()
-    assert not (dest / "fine.txt").exists()  # nothing extracted at all
-    assert not (dest / ".bad.tar.gz.extracted").exists()
-
-
-@pytest.mark.parametrize("kind,target", [(tarfile.SYMTYPE, "../../outside"), (tarfile.SYMTYPE, "/etc/passwd"),
-                                         (tarfile.LNKTYPE, "../outside")])
-def test_tar_links_outside_refused(tmp_path, kind, target):
-    archive = tmp_path / "links.tar"
+def _bapps_archive(tmp_path: Path, name: str, judges: list[float]) -> Path:
+    src = write_bapps_fixture(tmp_path / name, n=len(judges), subsets=("traditional",), judges=judges)
+    archive = tmp_path / f"{name}.tar"
     with tarfile.open(archive, "w") as tar:
-        info = tarfile.TarInfo("sub/link")
-        info.type = kind
-        info.linkname = target
-        tar.addfile(info)
-    with pytest.raises(DownloadError, match="link"):
-        extract_archive(archive, tmp_path / "out")
-    assert not (tmp_path / "out" / "sub" / "link").exists()
-
-
-def test_zip_path_traversal_refused(tmp_path):
-    archive = tmp_path / "bad.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr("../evil.txt", "evil")
-    with pytest.raises(DownloadError, match=r"\.\./evil"):
-        extract_archive(archive, tmp_path / "out")
-    assert not (tmp_path / "evil.txt").exists()
-
-
-def test_rar_and_corrupt_archives(tmp_path):
-    rar = tmp_path / "tid2013.rar"
-    rar.write_bytes(b"Rar!\x1a\x07\x00junk")
-    with pytest.raises(DownloadError, match="unrar"):
-        extract_archive(rar, tmp_path / "out")
-    bad = tmp_path / "trunc.tar.gz"
-    bad.write_bytes(_tar(tmp_path / "ok.tar.gz", {"x": b"1" * 5000}).read_bytes()[:40])
-    with pytest.raises(DownloadError, match="(corrupt|truncated|not a tar)"):
-        extract_archive(bad, tmp_path / "out2")
-
-
-# ---------------------------------------------------------------- datasets table
+        tar.add(src / "2afc" / "val", arcname="val")  # twoafc_val.tar.gz holds val/...
+    return archive
 
 
 def test_table_and_manual_instructions():
@@ -312,34 +52,37 @@ def test_table_and_manual_instructions():
         manual_instructions("imagenet")
 
 
-def test_download_dataset_end_to_end(server, tmp_path, monkeypatch):
-    # build BAPPS-like archives with the official internal layout and serve them
-    src = write_bapps_fixture(tmp_path / "src", n=3, subsets=("traditional",))
-    archive = tmp_path / "twoafc_val.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(src / "2afc" / "val", arcname="val")  # twoafc_val.tar.gz holds val/...
-    server.files["/twoafc_val.tar.gz"] = archive.read_bytes()
-    info = DATASETS["bapps"]
-    part = replace(info.parts["twoafc_val"], url=server.url + "/twoafc_val.tar.gz")
-    monkeypatch.setitem(DATASETS, "bapps", replace(info, parts={**info.parts, "twoafc_val": part}))
-
-    root = download_dataset("bapps", tmp_path / "bapps", parts=["twoafc_val"], progress=False)
-    assert root == tmp_path / "bapps"
+def test_download_dataset_end_to_end(tmp_path):
+    url = DATASETS["bapps"].parts["twoafc_val"].url
+    fetch = _LocalDownloader({url: _bapps_archive(tmp_path, "src", [0.0, 0.5, 1.0])})
+    root = download_dataset("bapps", tmp_path / "bapps", parts=["twoafc_val"], progress=False, downloader=fetch)
+    assert root == tmp_path / "bapps" and fetch.calls == [url]
     assert not (root / "twoafc_val.tar.gz").exists()  # archive removed after extraction
     sets = load_2afc(root)
-    assert list(sets) == ["traditional"] and len(sets["traditional"]) == 3
-    n = len(server.requests)
-    download_dataset("bapps", tmp_path / "bapps", parts=["twoafc_val"], progress=False)
-    assert len(server.requests) == n  # already in place: no request
+    assert list(sets) == ["traditional"] and sets["traditional"].judges.tolist() == [0.0, 0.5, 1.0]
+    download_dataset("bapps", tmp_path / "bapps", parts=["twoafc_val"], progress=False, downloader=fetch)
+    assert fetch.calls == [url]  # in place and the archive gone: nothing fetched
 
 
-def test_download_dataset_rar_explains_unrar(server, tmp_path, monkeypatch):
-    server.files["/tid2013.rar"] = b"Rar!\x1a\x07\x00payload"
-    info = DATASETS["tid2013"]
-    part = replace(info.parts["tid2013"], url=server.url + "/tid2013.rar")
-    monkeypatch.setitem(DATASETS, "tid2013", replace(info, parts={"tid2013": part}))
+def test_a_kept_archive_replaced_by_another_of_the_same_size_is_extracted_again(tmp_path):
+    url = DATASETS["bapps"].parts["twoafc_val"].url
+    first, second = _bapps_archive(tmp_path, "a", [0.0, 0.5, 1.0]), _bapps_archive(tmp_path, "b", [1.0, 0.5, 0.0])
+    assert first.stat().st_size == second.stat().st_size and first.read_bytes() != second.read_bytes()
+    fetch = _LocalDownloader({url: first})
+    root = download_dataset("bapps", tmp_path / "bapps", parts=["twoafc_val"], progress=False, downloader=fetch,
+                            keep_archives=True)
+    assert load_2afc(root)["traditional"].judges.tolist() == [0.0, 0.5, 1.0]
+    shutil.copyfile(second, root / "twoafc_val.tar.gz")  # same name, same size, other contents
+    download_dataset("bapps", root, parts=["twoafc_val"], progress=False, downloader=fetch, keep_archives=True)
+    assert load_2afc(root)["traditional"].judges.tolist() == [1.0, 0.5, 0.0]
+
+
+def test_download_dataset_rar_explains_unrar(tmp_path):
+    url = DATASETS["tid2013"].parts["tid2013"].url
+    (tmp_path / "src.rar").write_bytes(b"Rar!\x1a\x07\x00payload")
+    fetch = _LocalDownloader({url: tmp_path / "src.rar"})
     with pytest.raises(DataError, match="unrar x"):
-        download_dataset("tid2013", tmp_path / "tid", progress=False)
+        download_dataset("tid2013", tmp_path / "tid", progress=False, downloader=fetch)
     assert (tmp_path / "tid" / "tid2013.rar").is_file()
     with pytest.raises(ValueError, match="unknown bapps part"):
         download_dataset("bapps", tmp_path / "b", parts=["twoafc_test"])

@@ -4,8 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 from PIL import Image
+from torchvision import transforms
 
 from lossnet.data import (
+    MAX_ABS_SCORE,
+    REAL_SHAPES,
     DataError,
     MOSDataset,
     load_image,
@@ -149,3 +152,105 @@ def test_mos_csv_errors(tmp_path):
     csv_path.write_text("ref,dist,score\nimages/ref0.png,images/missing.png,1\n")
     with pytest.raises(DataError, match="missing.png"):
         load_mos_csv(csv_path)
+
+
+# ---------------------------------------------------------------- repeated entries and bad scores
+
+
+def test_tid2013_repeated_lines_are_an_error(tmp_path):
+    root = write_tid2013_fixture(tmp_path, n_refs=2, n_types=1, n_levels=2)
+    mos = root / "mos_with_names.txt"
+    lines = mos.read_text().splitlines()
+    assert len(load_tid2013(root)) == 4
+    mos.write_text("\n".join(lines + [lines[1], lines[1], lines[2]]) + "\n")  # as if pasted twice
+    with pytest.raises(DataError) as e:
+        load_tid2013(root)
+    msg = str(e.value)
+    name1, name2 = lines[1].split()[1], lines[2].split()[1]
+    assert "lists 2 image(s) more than once" in msg and f"{name1} (3 times)" in msg and f"{name2} (2 times)" in msg
+    assert str(mos) in msg and "remove the repeated lines" in msg
+    # the same file under another case, with another score, is the same image listed twice
+    mos.write_text("\n".join(lines + [f"3.0 {name1.upper()}"]) + "\n")
+    with pytest.raises(DataError, match="more than once"):
+        load_tid2013(root)
+
+
+def test_kadid10k_and_csv_repeated_rows_are_an_error(tmp_path):
+    root = write_kadid_fixture(tmp_path / "k", n_refs=1, n_types=1, n_levels=2)
+    rows = (root / "dmos.csv").read_text().splitlines()
+    (root / "dmos.csv").write_text("\n".join(rows + [rows[2]]) + "\n")
+    with pytest.raises(DataError, match=rf"{rows[2].split(',')[0]} \(2 times\)"):
+        load_kadid10k(root)
+    csv_path = write_mos_csv_fixture(tmp_path / "m", n_refs=1, n_types=1, n_levels=2)
+    rows = csv_path.read_text().splitlines()
+    csv_path.write_text("\n".join(rows + [rows[1].rsplit(",", 1)[0] + ",9"]) + "\n")
+    with pytest.raises(DataError, match="more than once"):
+        load_mos_csv(csv_path)
+
+
+@pytest.mark.parametrize("score", ["1e308", "-1e300", "9.5", "-0.1"])
+def test_tid2013_scores_off_the_scale(tmp_path, score):
+    root = write_tid2013_fixture(tmp_path, n_refs=1, n_types=1, n_levels=2)
+    mos = root / "mos_with_names.txt"
+    lines = mos.read_text().splitlines()
+    name = lines[0].split()[1]
+    mos.write_text("\n".join([f"{score} {name}"] + lines[1:]) + "\n")
+    with pytest.raises(DataError) as e:
+        load_tid2013(root)
+    assert name in str(e.value) and "0-9 scale" in str(e.value)
+
+
+def test_kadid10k_scores_off_the_scale(tmp_path):
+    root = write_kadid_fixture(tmp_path, n_refs=1, n_types=1, n_levels=2)
+    text = (root / "dmos.csv").read_text()
+    dist, _, dmos, _ = text.splitlines()[1].split(",")
+    (root / "dmos.csv").write_text(text.replace(f",{dmos},", ",5.5,", 1))
+    with pytest.raises(DataError, match=rf"outside its 1-5 scale: {dist} \(5.5\)"):
+        load_kadid10k(root)
+    (root / "dmos.csv").write_text(text.replace(f",{dmos},", ",1e308,", 1))
+    with pytest.raises(DataError, match="row 2: column 'dmos' holds '1e308'"):
+        load_kadid10k(root)
+
+
+def test_csv_scores_beyond_the_limit(tmp_path):
+    csv_path = write_mos_csv_fixture(tmp_path, n_refs=1, n_types=1, n_levels=2)
+    rows = csv_path.read_text().splitlines()
+    csv_path.write_text("\n".join(rows[:2] + [rows[2].rsplit(",", 1)[0] + ",1e308"]) + "\n")
+    with pytest.raises(DataError, match="row 3: column 'score' holds '1e308'"):
+        load_mos_csv(csv_path)
+    csv_path.write_text("\n".join(rows[:2] + [rows[2].rsplit(",", 1)[0] + f",{MAX_ABS_SCORE:g}"]) + "\n")
+    assert load_mos_csv(csv_path).scores[1] == MAX_ABS_SCORE  # the limit itself is allowed
+    with pytest.raises(DataError, match="not finite numbers of magnitude at most"):
+        MOSDataset(["r.png"], ["d.png"], [float("inf")])
+    with pytest.raises(DataError, match=r"d.png \(1e\+300\)"):
+        MOSDataset(["r.png"], ["d.png"], [1e300])
+
+
+def test_a_name_matching_two_files_by_stem_is_ambiguous(tmp_path):
+    root = write_tid2013_fixture(tmp_path, n_refs=1, n_types=1, n_levels=1)
+    dist = root / "distorted_images" / "i01_01_1.bmp"
+    Image.open(dist).save(root / "distorted_images" / "i01_01_1.png")
+    Image.open(dist).save(root / "distorted_images" / "i01_01_1.jpg")
+    dist.unlink()
+    with pytest.raises(DataError, match=r"2 files there have its name with another extension \(i01_01_1.jpg, i01_01_1.p"):
+        load_tid2013(root)
+
+
+# ---------------------------------------------------------------- loading protocol
+
+
+def test_real_sized_files_and_the_loading_protocol(tmp_path):
+    root = write_tid2013_fixture(tmp_path, n_refs=1, n_types=1, n_levels=1, shape=REAL_SHAPES["tid2013"])
+    with Image.open(root / "distorted_images" / "i01_01_1.bmp") as img:
+        assert img.format == "BMP" and img.size == (512, 384)
+    native = load_tid2013(root)
+    assert native.protocol == "PIL RGB at the file size, ToTensor" and native[0]["dist"].shape == (3, 384, 512)
+    for interpolation, mode in (("bilinear", transforms.InterpolationMode.BILINEAR),
+                                (None, transforms.InterpolationMode.BICUBIC)):
+        ds = load_tid2013(root, size=64, interpolation=interpolation)
+        expected = transforms.Compose([transforms.Resize(64, interpolation=mode), transforms.ToTensor()])(
+            Image.open(ds.dist_paths[0]).convert("RGB"))
+        assert torch.equal(ds[0]["dist"], expected) and ds[0]["dist"].shape == (3, 64, 85)
+        assert ds.protocol == f"PIL RGB, torchvision Resize(64) {mode.value} antialias, ToTensor"
+    with pytest.raises(DataError, match="no effect with size=None"):
+        load_kadid10k(write_kadid_fixture(tmp_path / "k", n_refs=1, n_types=1, n_levels=1), interpolation="box")

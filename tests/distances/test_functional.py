@@ -164,3 +164,317 @@ def test_half_precision_features_are_promoted():
     f1 = torch.rand(1, 4, 2, 2).half()
     d = D.spatial(f0, f1)  # all-zero features: eps would underflow in float16
     assert d.dtype == torch.float32 and torch.isfinite(d).all()
+
+
+# --------------------------------------------------------------------------------------
+# the FeatureDistance records: one implementation, prepared once, compared in groups
+# --------------------------------------------------------------------------------------
+
+ALL = ["spatial", "mean_pool", "style", "mse", "l1", "cosine"]
+WITH_TERMS = ["spatial", "mean_pool", "mse", "l1"]
+
+
+def _pair(seed=4, shape=(3, 5, 4, 6), dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=g, dtype=dtype), torch.randn(*shape, generator=g, dtype=dtype)
+
+
+def test_registry_holds_records_for_every_distance():
+    assert set(ALL) <= set(D.FEATURE_DISTANCES)
+    for name, d in D.FEATURE_DISTANCES.items():
+        assert isinstance(d, D.FeatureDistance) and d.name == name
+    assert {n for n, d in D.FEATURE_DISTANCES.items() if d.terms is not None} >= set(WITH_TERMS)
+    assert D.FEATURE_DISTANCES["style"].terms is None and not D.FEATURE_DISTANCES["style"].accepts_lin
+    assert D.FEATURE_DISTANCES["cosine"].terms is None and not D.FEATURE_DISTANCES["cosine"].accepts_lin
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_call_equals_compare_of_prepared(name):
+    d = D.FEATURE_DISTANCES[name]
+    f0, f1 = _pair()
+    lins = [None] + ([torch.rand(5, generator=torch.Generator().manual_seed(5), dtype=torch.float64)]
+                     if d.accepts_lin else [])
+    for lin in lins:
+        got = d(f0, f1, lin)
+        assert got.shape == (3,)
+        torch.testing.assert_close(got, d.compare(d.prepare(f0), d.prepare(f1), lin), rtol=0, atol=0)
+    # the public function of the same name is the record
+    torch.testing.assert_close(getattr(D, name)(f0, f1), d(f0, f1), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", WITH_TERMS)
+def test_terms_sum_to_the_distance_with_and_without_lin(name):
+    d = D.FEATURE_DISTANCES[name]
+    f0, f1 = _pair(6)
+    lin = torch.rand(5, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    p0, p1 = d.prepare(f0), d.prepare(f1)
+    terms = d.terms(p0, p1)
+    assert terms.shape == (3, 5) and (terms >= 0).all()
+    torch.testing.assert_close(d.compare(p0, p1, lin), (terms * lin).sum(1), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(d.compare(p0, p1, None), terms.sum(1), rtol=1e-12, atol=1e-14)
+
+
+def test_mse_terms_by_hand():
+    # F0 - F1 per channel: c0 = (3, 1), c1 = (-1, -2); squared means 5 and 2.5, divided by C = 2
+    d = D.FEATURE_DISTANCES["mse"]
+    torch.testing.assert_close(d.terms(d.prepare(F0), d.prepare(F1)), _f([2.5, 1.25], (1, 2)))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_prepare_once_then_compare_group_views(name):
+    """The scoring engine's pattern: prepare G*B images in one call, compare (G, B) views."""
+    d = D.FEATURE_DISTANCES[name]
+    g = torch.Generator().manual_seed(8)
+    groups = torch.randn(3, 2, 4, 5, 5, generator=g, dtype=torch.float64)  # G=3 groups of B=2
+    prepared = d.prepare(groups.flatten(0, 1))
+    views = prepared.reshape(3, 2, *prepared.shape[1:])
+    for a, b in [(0, 1), (0, 2)]:
+        torch.testing.assert_close(d.compare(views[a], views[b], None), d(groups[a], groups[b]), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_half_precision_is_promoted_in_prepare(name):
+    d = D.FEATURE_DISTANCES[name]
+    f0, f1 = _pair(9, dtype=torch.float32)
+    for dtype in (torch.float16, torch.bfloat16):
+        p = d.prepare(f0.to(dtype))
+        assert p.dtype == torch.float32
+        torch.testing.assert_close(d(f0.to(dtype), f1.to(dtype)), d(f0.to(dtype).float(), f1.to(dtype).float()),
+                                   rtol=2e-3, atol=1e-3)
+
+
+def test_spatial_map_averages_to_spatial():
+    f0, f1 = _pair(10)
+    lin = torch.rand(5, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    for w in (None, lin):
+        m = D.spatial_map(f0, f1, w)
+        assert m.shape == (3, 1, 4, 6)
+        torch.testing.assert_close(m.mean((1, 2, 3)), D.spatial(f0, f1, w))
+
+
+# --------------------------------------------------------------------------------------
+# cosine (DreamSim): hand-computed values
+# --------------------------------------------------------------------------------------
+
+
+def test_cosine_of_embeddings_by_hand():
+    # (1, 2, 2) . (2, 1, 2) = 8, both norms 3 -> cos 8/9 ; (1, 0, 0) vs (0, 3, 0) -> 0 ; (1,1,0) vs (-2,-2,0) -> -1
+    e0 = _f([1, 2, 2, 1, 0, 0, 1, 1, 0], (3, 3, 1, 1))
+    e1 = _f([2, 1, 2, 0, 3, 0, -2, -2, 0], (3, 3, 1, 1))
+    torch.testing.assert_close(D.cosine(e0, e1), _f([1 / 9, 1.0, 2.0], (3,)), rtol=0, atol=1e-9)
+    assert D.cosine(e0, 5 * e0).abs().max() < 1e-12  # scale-invariant
+
+
+def test_cosine_flattens_feature_maps_per_image():
+    # F0 flattened (c, h, w order) = (3, 4, 1, 0); F1 = (0, 5, 0, 2): dot 20, norms sqrt(26), sqrt(29)
+    assert D.cosine(F0, F1).item() == pytest.approx(1 - 20 / math.sqrt(26 * 29), abs=1e-12)
+
+
+def test_cosine_of_a_zero_vector_is_one():
+    z = torch.zeros(1, 3, 1, 1, dtype=torch.float64)
+    assert D.cosine(z, torch.ones(1, 3, 1, 1, dtype=torch.float64)).item() == pytest.approx(1.0)
+
+
+def test_cosine_equals_torch_cosine_similarity():
+    f0, f1 = _pair(11)
+    expected = 1 - torch.nn.functional.cosine_similarity(f0.flatten(1), f1.flatten(1), dim=1)
+    torch.testing.assert_close(D.cosine(f0, f1), expected)
+
+
+# --------------------------------------------------------------------------------------
+# zero feature vectors: finite gradients, LPIPS values unchanged (issue 9)
+# --------------------------------------------------------------------------------------
+
+
+def _with_zeros(dtype=torch.float64):
+    f0, f1 = _pair(12, shape=(2, 4, 3, 3), dtype=dtype)
+    f0[:, :, 0, :] = 0  # every channel zero along a row: zero vectors for spatial, cosine of a zero image below
+    f1[:, :, 0, 0] = 0  # zero in both at one location
+    f0[:, 2] = 0  # a channel zero everywhere: a zero row for style's spatial normalisation
+    f0[1] = 0  # a whole image zero: mean_pool and cosine see a zero vector
+    return f0.requires_grad_(True), f1.requires_grad_(True)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_gradients_are_finite_on_zero_features(name):
+    d = D.FEATURE_DISTANCES[name]
+    for lin in [None] + ([torch.rand(4, dtype=torch.float64)] if d.accepts_lin else []):
+        f0, f1 = _with_zeros()
+        value = d(f0, f1, lin)
+        assert torch.isfinite(value).all()
+        value.sum().backward()
+        assert torch.isfinite(f0.grad).all() and torch.isfinite(f1.grad).all(), name
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_float16_gradients_on_zero_features_stay_finite(name):
+    f0, f1 = (f.detach().half().requires_grad_(True) for f in _with_zeros(torch.float32))
+    D.FEATURE_DISTANCES[name](f0, f1).sum().backward()
+    assert f0.grad.dtype == torch.float16
+    assert torch.isfinite(f0.grad).all() and torch.isfinite(f1.grad).all(), name
+
+
+def test_zero_features_keep_lpips_values():
+    """The values are LPIPS's own f / (sqrt(sum f^2) + 1e-10), zeros included."""
+    f0, f1 = (f.detach() for f in _with_zeros())
+
+    def lpips_normalize(f):
+        return f / (torch.sqrt(torch.sum(f ** 2, dim=1, keepdim=True)) + 1e-10)
+
+    expected = (lpips_normalize(f0) - lpips_normalize(f1)).pow(2).sum(1).mean((1, 2))
+    torch.testing.assert_close(D.spatial(f0, f1), expected, rtol=1e-14, atol=0)
+    t = f0.flatten(2)
+    t = t / (torch.sqrt(torch.sum(t ** 2, dim=2, keepdim=True)) + 1e-10)
+    torch.testing.assert_close(D.gram(f0), t @ t.transpose(1, 2), rtol=1e-14, atol=0)
+
+
+# --------------------------------------------------------------------------------------
+# bad input: clear errors, never a traceback from inside torch, never a silent NaN
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("b,match", [
+    (torch.rand(1, 2, 2, 2), "batch sizes.*no broadcasting"),
+    (torch.rand(2, 3, 2, 2), "channel counts"),
+    (torch.rand(2, 2, 4, 2), "heights"),
+    (torch.rand(2, 2), "2-D"),
+    (torch.rand(2, 2, 2), "4-D"),
+    (torch.ones(2, 2, 2, 2, dtype=torch.int64), "floating"),
+    ([[1.0]], "torch.Tensor"),
+])
+@pytest.mark.parametrize("name", ["spatial", "style", "cosine"])
+def test_feature_shape_errors(name, b, match):
+    a = torch.rand(2, 2, 2, 2)
+    with pytest.raises(LossnetError, match=match):
+        D.feature_distance({"p": a}, {"p": b}, name)
+    with pytest.raises(LossnetError, match=match):
+        D.FEATURE_DISTANCES[name](a, b)
+
+
+def test_two_d_features_error_says_how_to_reshape():
+    with pytest.raises(LossnetError, match=r"\[:, :, None, None\]"):
+        D.feature_distance({"p": torch.rand(2, 4)}, {"p": torch.rand(2, 4)})
+
+
+@pytest.mark.parametrize("a,b", [({}, {}), ({}, {"p": torch.rand(1, 2, 2, 2)})])
+def test_empty_feature_dicts_are_an_error(a, b):
+    with pytest.raises(LossnetError, match="empty"):
+        D.feature_distance(a, b)
+
+
+def test_feature_dicts_must_be_mappings():
+    with pytest.raises(LossnetError, match="dict"):
+        D.feature_distance([torch.rand(1, 2, 2, 2)], [torch.rand(1, 2, 2, 2)])
+
+
+@pytest.mark.parametrize("weights", [[-1.0, 1.0], [float("nan"), 1.0], [float("inf"), 1.0], {"q": -0.5}, ["x", 1]])
+def test_bad_layer_weights_are_refused(weights):
+    a = {"p": torch.rand(1, 2, 2, 2), "q": torch.rand(1, 2, 2, 2)}
+    with pytest.raises(LossnetError, match="layer weight"):
+        D.feature_distance(a, a, layer_weights=weights)
+
+
+@pytest.mark.parametrize("lin,match", [
+    (torch.tensor([1.0, -0.5]), ">= 0"),
+    (torch.tensor([1.0, float("nan")]), ">= 0"),
+    (torch.tensor([1.0, 2.0, 3.0]), "3 values.*2"),
+])
+def test_bad_lin_weights_are_refused(lin, match):
+    a, b = {"p": torch.rand(1, 2, 2, 2)}, {"p": torch.rand(1, 2, 2, 2)}
+    with pytest.raises(LossnetError, match=match):
+        D.feature_distance(a, b, lin={"p": lin})
+    with pytest.raises(LossnetError, match=match):
+        D.spatial(a["p"], b["p"], lin)
+
+
+@pytest.mark.parametrize("name", ["style", "cosine"])
+def test_lin_on_a_distance_without_lin(name):
+    a = {"p": torch.rand(1, 2, 2, 2)}
+    with pytest.raises(LossnetError, match="no per-channel linear weights"):
+        D.feature_distance(a, a, name, lin={"p": torch.ones(2)})
+
+
+def test_per_layer_and_map_size_together_is_an_error():
+    a = {"p": torch.rand(1, 2, 2, 2)}
+    with pytest.raises(LossnetError, match="not both"):
+        D.feature_distance(a, a, per_layer=True, map_size=(4, 4))
+
+
+def test_non_finite_features_name_the_point():
+    a = {"p": torch.rand(2, 2, 2, 2), "q": torch.rand(2, 2, 2, 2)}
+    b = {"p": torch.rand(2, 2, 2, 2), "q": torch.rand(2, 2, 2, 2)}
+    b["q"][1, 0, 0, 0] = float("nan")
+    with pytest.raises(LossnetError, match=r"point 'q'.*samples \[1\].*weights"):
+        D.feature_distance(a, b, "mse")
+    with pytest.raises(LossnetError, match="point 'q'"):
+        D.feature_distance(a, b, "spatial", per_layer=True)
+
+
+def test_overflowing_features_are_reported():
+    a = {"p": torch.full((1, 2, 2, 2), 1e30)}
+    b = {"p": torch.full((1, 2, 2, 2), -1e30)}
+    with pytest.raises(LossnetError, match="too large for torch.float32"):
+        D.feature_distance(a, b, "mse")
+
+
+def test_feature_distance_accepts_cosine_and_records():
+    f0, f1 = _pair(13)
+    a, b = {"p": f0, "q": f1}, {"p": f1, "q": f0}
+    torch.testing.assert_close(D.feature_distance(a, b, "cosine"), 2 * D.cosine(f0, f1))
+    torch.testing.assert_close(D.feature_distance(a, b, D.FEATURE_DISTANCES["l1"]), D.feature_distance(a, b, "l1"))
+
+
+# --------------------------------------------------------------------------------------
+# registering a distance
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def scaled_l1():
+    record = D.FeatureDistance("scaled_l1", D.L1.prepare, lambda a, b, lin: 3 * D.L1.compare(a, b, lin),
+                               None, None, accepts_lin=False)
+    yield record
+    D.FEATURE_DISTANCES.pop("scaled_l1", None)
+
+
+def test_register_distance_is_usable_by_name(scaled_l1):
+    D.register_distance(scaled_l1)
+    assert D.canonical_distance("scaled_l1") == "scaled_l1"
+    f0, f1 = _pair(14)
+    torch.testing.assert_close(D.feature_distance({"p": f0}, {"p": f1}, "scaled_l1"), 3 * D.l1(f0, f1))
+
+
+def test_register_distance_refuses_duplicates(scaled_l1):
+    D.register_distance(scaled_l1)
+    with pytest.raises(LossnetError, match="already registered.*replace=True"):
+        D.register_distance(scaled_l1)
+    D.register_distance(scaled_l1, replace=True)
+    with pytest.raises(LossnetError, match="already registered"):
+        D.register_distance(D.FeatureDistance("spatial", D.MSE.prepare, D.MSE.compare, None, None, False))
+    for name in ("ssim", "lpips"):
+        with pytest.raises(LossnetError, match="pixel distance or an alias"):
+            D.register_distance(D.FeatureDistance(name, D.MSE.prepare, D.MSE.compare, None, None, False), replace=True)
+    with pytest.raises(LossnetError, match="FeatureDistance"):
+        D.register_distance(D.l1)
+    assert D.FEATURE_DISTANCES["spatial"] is D.SPATIAL
+
+
+# --------------------------------------------------------------------------------------
+# pixel distances: any float dtype, mixed dtypes
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fn", [D.pixel_l2, D.pixel_ssim])
+def test_pixel_distances_take_any_float_dtype(fn, photos):
+    x0, x1 = photos[:2], photos[2:]
+    reference = fn(x0.double(), x1.double())
+    for d0, d1 in [(torch.float16, torch.float16), (torch.bfloat16, torch.bfloat16), (torch.float32, torch.float64),
+                   (torch.float16, torch.float32)]:
+        got = fn(x0.to(d0), x1.to(d1))
+        assert got.dtype in (torch.float32, torch.float64)
+        torch.testing.assert_close(got.double(), reference, rtol=2e-2, atol=2e-3)
+
+
+def test_pixel_distance_shape_errors():
+    with pytest.raises(LossnetError, match="batch sizes"):
+        D.pixel_l2(torch.rand(2, 3, 16, 16), torch.rand(1, 3, 16, 16))

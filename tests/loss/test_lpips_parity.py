@@ -106,3 +106,46 @@ def test_negative_lin_weights_are_refused(trunk_files, tmp_path):
     torch.save(bad, tmp_path / "neg.pt")
     with pytest.raises(WeightsError, match=">= 0"):
         lossnet.lpips("alex", weights=trunk_files["alex"], lin=tmp_path / "neg.pt")
+
+
+@pytest.mark.parametrize("version", ["0.1", "0.0"])
+def test_factory_presets_equal_the_package(version, trunk_files, photo_pairs):
+    from lossnet.loss import create_metric
+
+    x0, x1 = photo_pairs
+    ref = _reference("alex", version, trunk_files["alex"])
+    suffix = "-v0.0" if version == "0.0" else ""
+    norm = "lpips" if version == "0.1" else "lpips_v0.0"
+    with torch.no_grad():
+        for lin in (True, False):
+            ref.lpips = lin
+            expected = ref(x0, x1, normalize=True).flatten()
+            names = [f"lpips-alex{suffix}" + ("" if lin else "-nolin")]
+            metrics = [create_metric(names[0], weights=trunk_files["alex"], reduction="none")]
+            if lin:
+                metrics.append(create_metric("alex", lin="lpips", input_norm=norm, weights=trunk_files["alex"],
+                                             reduction="none"))
+            for metric in metrics:
+                assert metric.preset == names[0]
+                torch.testing.assert_close(metric(x0, x1), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_zero_feature_vectors_keep_the_packages_values():
+    """Exactly-zero feature vectors: the package's normalize_tensor values, but finite gradients."""
+    from lossnet.distances import functional as D
+
+    g = torch.Generator().manual_seed(0)
+    f0, f1 = torch.randn(2, 16, 6, 6, generator=g).relu(), torch.randn(2, 16, 6, 6, generator=g).relu()
+    f0[:, :, :2] = 0.0
+    f1[:, :, 1:3] = 0.0
+    torch.testing.assert_close(D.normalize_channels(f0), lpips_ref.normalize_tensor(f0), rtol=1e-6, atol=1e-7)
+    expected = lpips_ref.spatial_average((lpips_ref.normalize_tensor(f0) - lpips_ref.normalize_tensor(f1)) ** 2
+                                         ).sum(1).flatten()
+    a, b = f0.clone().requires_grad_(True), f1.clone().requires_grad_(True)
+    got = D.spatial(a, b)
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-7)
+    got.sum().backward()
+    assert torch.isfinite(a.grad).all() and torch.isfinite(b.grad).all()
+    r = f0.clone().requires_grad_(True)  # the package's own normalisation gives NaN here
+    lpips_ref.normalize_tensor(r).sum().backward()
+    assert torch.isnan(r.grad).any()

@@ -142,3 +142,127 @@ def test_lin_lpips_only_for_lpips_trunks():
 
     with pytest.raises(WeightsError, match="calibrate"):
         lossnet.PerceptualLoss("resnet18", "pihlgren", weights="random", lin="lpips")
+
+
+# --------------------------------------------------------------------------------------
+# issue 9: zero features, dtypes, bad arguments, non-finite results
+# --------------------------------------------------------------------------------------
+
+
+def _black_band(photos):
+    x = photos[:2].clone()
+    x[:, :, 20:40, :] = 0.0  # a black band: zero conv outputs where the bias is zero
+    return x
+
+
+def test_zero_features_give_finite_gradients_vgg16_features0(photos):
+    """The issue's case: vgg16 features.0, input_norm='none', a black band (3072 NaN gradient entries before)."""
+    loss = lossnet.PerceptualLoss("vgg16", layers=["features.0"], weights="random", input_norm="none")
+    x = _black_band(photos).requires_grad_(True)
+    feats = loss.net(x.detach())["features.0"]
+    assert (feats.flatten(2).norm(dim=1) == 0).sum() > 0  # the band really gives zero feature vectors
+    value = loss(x, photos[2:])
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("distance", ["spatial", "mean_pool", "style", "mse", "l1", "cosine"])
+def test_zero_features_give_finite_gradients_for_every_distance(distance, photos):
+    loss = lossnet.PerceptualLoss("squeezenet1_1", layers=["features.0", "features.2"], distance=distance,
+                                  weights="random", input_norm="none")
+    x = _black_band(photos).requires_grad_(True)
+    target = photos[2:].clone()
+    target[:, :, 30:50, :] = 0.0
+    loss(x, target).backward()
+    assert torch.isfinite(x.grad).all(), distance
+
+
+@pytest.fixture(scope="module")
+def squeeze_loss():
+    return lossnet.PerceptualLoss("squeezenet1_1", layers=["features.2", "features.5"], weights="random",
+                                  reduction="none")
+
+
+@pytest.mark.parametrize("distance", ["spatial", "mse", "l2", "ssim"])
+def test_any_float_dtype_in(squeeze_loss, photo_pairs, distance):
+    loss = (lossnet.PerceptualLoss(distance=distance, reduction="none") if distance in ("l2", "ssim") else
+            lossnet.PerceptualLoss(network=squeeze_loss.net, distance=distance, reduction="none"))
+    x0, x1 = photo_pairs
+    reference = loss(x0, x1)
+    for d0, d1, tol in [(torch.float64, torch.float64, 1e-5), (torch.float16, torch.float16, 3e-2),
+                        (torch.bfloat16, torch.bfloat16, 6e-2), (torch.float64, torch.float32, 1e-5)]:
+        got = loss(x0.to(d0), x1.to(d1))
+        assert got.dtype in (torch.float32, torch.float64) and torch.isfinite(got).all()
+        torch.testing.assert_close(got.float(), reference, rtol=tol, atol=tol * 1e-2)
+
+
+def test_float64_training_gradients(squeeze_loss, photo_pairs):
+    x = photo_pairs[0].double().requires_grad_(True)
+    lossnet.PerceptualLoss(network=squeeze_loss.net)(x, photo_pairs[1].double()).backward()
+    assert x.grad.dtype == torch.float64 and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("weights", [[-1.0, 1.0], [float("nan"), 1.0], {"nope": 1.0}])
+def test_bad_layer_weights_are_refused_at_construction(squeeze_loss, weights):
+    with pytest.raises(LossnetError, match="layer"):
+        lossnet.PerceptualLoss(network=squeeze_loss.net, layer_weights=weights)
+
+
+def test_network_with_arch_or_layers_is_an_error(squeeze_loss):
+    with pytest.raises(LossnetError, match="already fixes arch, layers"):
+        lossnet.PerceptualLoss("vgg16", layers=["features.3"], network=squeeze_loss.net)
+    with pytest.raises(LossnetError, match="pass it as network="):
+        lossnet.PerceptualLoss(squeeze_loss.net)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"distance": "style", "lin": {"features.2": torch.ones(128), "features.5": torch.ones(256)}},
+     "no per-channel linear weights"),
+    ({"distance": "style", "spatial": True}, "per-location map"),
+    ({"distance": "cosine", "spatial": True}, "per-location map"),
+])
+def test_distance_specific_arguments(squeeze_loss, kwargs, match):
+    with pytest.raises(LossnetError, match=match):
+        lossnet.PerceptualLoss(network=squeeze_loss.net, **kwargs)
+
+
+def test_pixel_loss_refuses_network_arguments():
+    for kwargs in ({"weights": "random"}, {"layer_weights": [1.0]}, {"layers": "lpips"}, {"input_norm": "none"}):
+        with pytest.raises(LossnetError, match="uses no network"):
+            lossnet.PerceptualLoss(distance="ssim", **kwargs)
+
+
+def test_cosine_distance_as_a_loss(squeeze_loss, photo_pairs):
+    loss = lossnet.PerceptualLoss(network=squeeze_loss.net, distance="cosine", reduction="none")
+    x0, x1 = photo_pairs
+    f0, f1 = squeeze_loss.net(x0), squeeze_loss.net(x1)
+    by_hand = sum(1 - torch.nn.functional.cosine_similarity(f0[p].flatten(1), f1[p].flatten(1)) for p in f0)
+    torch.testing.assert_close(loss(x0, x1), by_hand)
+
+
+def _own_module():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 3))
+
+
+def test_own_module_as_arch(photo_pairs):
+    module = _own_module()
+    loss = lossnet.PerceptualLoss(module, layers=["1", "2"], distance="mse", input_norm="none", reduction="none")
+    x0, x1 = photo_pairs
+    with torch.no_grad():
+        h0, h1 = module[1](module[0](x0)), module[1](module[0](x1))
+        expected = ((h0 - h1) ** 2).mean((1, 2, 3)) + ((module[2](h0) - module[2](h1)) ** 2).mean((1, 2, 3))
+        torch.testing.assert_close(loss(x0, x1), expected)
+    via_factory = lossnet.loss.create_metric(module, layers=["1", "2"], distance="mse", input_norm="none",
+                                             reduction="none")
+    with torch.no_grad():
+        torch.testing.assert_close(via_factory(x0, x1), expected)
+
+
+def test_non_finite_distance_names_the_point(photo_pairs):
+    module = _own_module()
+    with torch.no_grad():
+        module[2].weight.mul_(1e36)  # finite weights whose output overflows float32
+    loss = lossnet.PerceptualLoss(module, layers=["1", "2"], distance="mse", input_norm="none")
+    with pytest.raises(LossnetError, match="point '2'"):
+        loss(*photo_pairs)

@@ -47,7 +47,9 @@ def test_list_architectures_has_the_study_networks():
     assert set(PIHLGREN) <= set(names)
     assert "efficientnet_lite0" in names
     assert names == sorted(names)
-    assert "mobilenet_v2" in lossnet.list_architectures(include_torchvision=True)
+    # regnet_y_400mf has no entry: only include_torchvision lists it (mobilenet_v2 is in the table)
+    assert "regnet_y_400mf" not in names
+    assert "regnet_y_400mf" in lossnet.list_architectures(include_torchvision=True)
 
 
 def test_extraction_points_shallow_to_deep():
@@ -85,12 +87,133 @@ def test_timm_models_are_accepted():
 
 
 def test_registry_is_data():
-    for name, spec in ARCHITECTURES.items():
+    """Every built-in entry names itself, and its layer sets are real points, shallow to deep."""
+    builtin = {n: s for n, s in ARCHITECTURES.items() if s.source != "factory"}  # factories: their own tests
+    assert len(builtin) >= 50
+    for name, spec in builtin.items():
         assert spec.name == name
-        for set_name, points in spec.layer_sets.items():
-            assert list(points) == lossnet.layer_sets(name)[set_name]
+        if not spec.layer_sets:
+            continue
+        points = lossnet.extraction_points(spec)
+        for set_name, set_points in spec.layer_sets.items():
+            index = [points.index(p) for p in set_points]  # ValueError: not an extraction point
+            assert index == sorted(index), (name, set_name)
 
 
 def test_imagenet_top1_from_weights_metadata():
     assert lossnet.imagenet_top1("resnet18") == pytest.approx(69.758)
     assert lossnet.imagenet_top1("vgg16") == pytest.approx(71.592)
+
+
+# --- public registration and wildcards -------------------------------------------------------
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from lossnet.errors import LossnetError  # noqa: E402
+from lossnet.networks import ArchSpec, register_architecture  # noqa: E402
+
+
+@pytest.fixture
+def clean_registry():
+    """Registrations made by a test are removed afterwards."""
+    before = dict(ARCHITECTURES)
+    yield
+    ARCHITECTURES.clear()
+    ARCHITECTURES.update(before)
+
+
+class _TwoStage(nn.Module):
+    def __init__(self, width: int = 4, classes: int = 10):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.ReLU())
+        self.stage = nn.Sequential(nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU())
+        self.fc = nn.Linear(2 * width, classes)
+
+    def forward(self, x):
+        return self.fc(self.stage(self.stem(x)).mean((2, 3)))
+
+
+def _factory_spec(name="two_stage_test", **kw):
+    fields = {"build_kwargs": {"width": 6}, "points_roots": ("", "stem", "stage"),
+              "layer_sets": {"pihlgren": ["stem.1", "stage.1"]}, **kw}
+    return ArchSpec(name=name, source="factory", builder="two_stage", factory=_TwoStage, **fields)
+
+
+def test_registered_factory_spec_builds_with_its_kwargs(clean_registry, photos):
+    spec = register_architecture(_factory_spec())
+    assert spec.layer_sets["pihlgren"] == ("stem.1", "stage.1")  # stored as tuples
+    assert lossnet.get_spec("two_stage_test") is spec
+    assert "two_stage_test" in lossnet.list_architectures("two_stage*")
+    model = lossnet.load_model("two_stage_test", weights="random", seed=1)
+    assert model.stem[0].out_channels == 6  # build_kwargs reached the factory
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        reference = _TwoStage(width=6).eval()
+    feats = lossnet.LossNetwork("two_stage_test", weights="random", seed=1, input_norm="none")(photos[:1])
+    assert list(feats) == ["stem.1", "stage.1"]
+    with torch.no_grad():
+        torch.testing.assert_close(feats["stage.1"], reference.stage(reference.stem(photos[:1])))
+    assert lossnet.extraction_points("two_stage_test") == ["stem.0", "stem.1", "stage.0", "stage.1"]
+
+
+def test_duplicate_registration_is_refused_unless_replace(clean_registry):
+    register_architecture(_factory_spec())
+    with pytest.raises(LossnetError, match="'two_stage_test' is registered already.*replace=True"):
+        register_architecture(_factory_spec())
+    new = register_architecture(_factory_spec(build_kwargs={"width": 2}), replace=True)
+    assert lossnet.get_spec("two_stage_test") is new
+    assert lossnet.load_model("two_stage_test", weights="random").stem[0].out_channels == 2
+    with pytest.raises(LossnetError, match="registered already"):
+        register_architecture(ARCHITECTURES["vgg16"])
+
+
+def test_registration_refuses_what_cannot_work(clean_registry):
+    with pytest.raises(LossnetError, match="torchvision model name"):
+        register_architecture(ArchSpec(name="regnet_y_400mf", source="torchvision", builder="regnet_y_400mf",
+                                       default_layers="all"))
+    with pytest.raises(LossnetError, match="no callable factory"):
+        register_architecture(ArchSpec(name="x1", source="factory", builder="x", default_layers="all"))
+    with pytest.raises(LossnetError, match="used only with source='factory'"):
+        register_architecture(ArchSpec(name="x2", source="torchvision", builder="vgg16", factory=_TwoStage,
+                                       default_layers="all"))
+    with pytest.raises(UnknownNameError, match="architecture source"):
+        register_architecture(ArchSpec(name="x3", source="module", builder="x", default_layers="all"))
+    with pytest.raises(UnknownNameError, match="default layer set"):
+        register_architecture(_factory_spec(name="x4", default_layers="deep"))
+    with pytest.raises(LossnetError, match="'timm:'"):
+        register_architecture(ArchSpec(name="timm:mine", source="timm", builder="resnet18"))
+    with pytest.raises(LossnetError, match="takes an ArchSpec"):
+        register_architecture("vgg16")
+    assert not {"x1", "x2", "x3", "x4", "regnet_y_400mf"} & set(ARCHITECTURES)
+
+
+def test_list_architectures_wildcards():
+    assert lossnet.list_architectures("vgg*") == [
+        "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"]
+    assert lossnet.list_architectures("resnet?8") == ["resnet18"]
+    assert lossnet.list_architectures("nothing_like_this*") == []
+    assert "regnet_y_400mf" in lossnet.list_architectures("regnet_*", include_torchvision=True)
+    assert lossnet.list_architectures("regnet_*") == []
+    timm_names = lossnet.list_architectures("timm:vit_small_patch14_reg4*")
+    assert "timm:vit_small_patch14_reg4_dinov2" in timm_names and all(n.startswith("timm:") for n in timm_names)
+    with pytest.raises(LossnetError, match="include_torchvision=... by keyword"):
+        lossnet.list_architectures(True)
+
+
+def test_functions_take_a_resolved_spec(monkeypatch):
+    """A spec resolved once at the edge travels inward: no name lookup further down."""
+    from lossnet.networks import extraction, registry
+
+    spec = lossnet.get_spec("resnet18")
+    calls = []
+    real = registry.get_spec
+    monkeypatch.setattr(registry, "_generic_torchvision_spec", lambda n: calls.append(n) or real(n))
+    monkeypatch.setattr(registry, "ARCHITECTURES", {})  # a name lookup would now fail
+    assert extraction.extraction_points(spec)[-1] == "layer4"
+    assert extraction.layer_sets(spec)["pihlgren"] == ["relu", "layer1", "layer2", "layer4"]
+    assert extraction.resolve_layers(spec, "pihlgren") == ["relu", "layer1", "layer2", "layer4"]
+    net = extraction.LossNetwork(spec, "pihlgren", weights="random")
+    assert net.points == ["relu", "layer1", "layer2", "layer4"]
+    assert lossnet.networks.imagenet_top1(spec) == pytest.approx(69.758)
+    assert calls == []

@@ -111,14 +111,31 @@ def test_offline_imagenet_download_names_the_file_and_where_to_put_it(monkeypatc
     assert str(expected) in msg and "weights=<path" in msg
 
 
-def test_imagenet_weights_placed_by_hand_are_used(monkeypatch, tmp_path, resnet18_file):
+def test_genuine_file_placed_by_hand_in_the_cache_is_used(monkeypatch, tmp_path, resnet18_file):
+    import hashlib
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    prefix = hashlib.sha256(resnet18_file.read_bytes()).hexdigest()[:8]
+    url = f"https://download.pytorch.org/models/resnet18-{prefix}.pth"  # the name promises this file's hash
+    dest = tmp_path / "hub" / "checkpoints" / f"resnet18-{prefix}.pth"
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(resnet18_file.read_bytes())
+    monkeypatch.setattr(download_mod, "download_file", lambda *a, **k: pytest.fail("must not download"))
+    state = weights_mod.download_checkpoint(url, what="test weights")
+    assert torch.equal(state["conv1.weight"], torch.load(resnet18_file, weights_only=True)["conv1.weight"])
+
+
+def test_cached_checkpoint_with_the_wrong_hash_is_refused_before_use(monkeypatch, tmp_path, resnet18_file):
+    """A random ResNet-18 saved under the ImageNet file name is not taken as 'imagenet'."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     dest = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
     dest.parent.mkdir(parents=True)
     dest.write_bytes(resnet18_file.read_bytes())
     monkeypatch.setattr(download_mod, "download_file", lambda *a, **k: pytest.fail("must not download"))
-    model = lossnet.load_model("resnet18", weights="imagenet")
-    assert torch.equal(model.conv1.weight, torch.load(resnet18_file, weights_only=True)["conv1.weight"])
+    with pytest.raises(WeightsError, match="SHA-256 does not start with 'f37072fd'") as err:
+        lossnet.load_model("resnet18", weights="imagenet")
+    assert "cached copy" in str(err.value) and str(dest) in str(err.value)
+    assert dest.read_bytes() == resnet18_file.read_bytes()  # the file is left as it is
 
 
 def test_download_with_bad_hash_is_refused(monkeypatch, tmp_path, resnet18_file):
@@ -141,10 +158,12 @@ def test_unknown_imagenet_tag():
 def test_efficientnet_lite0_real_weights_classify_skimage_photos():
     from skimage import data
 
+    from lossnet.networks import weights_info
+
     model = lossnet.load_model("efficientnet_lite0", weights="imagenet")
-    spec = lossnet.get_spec("efficientnet_lite0")
-    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std).view(1, 3, 1, 1)
+    info = weights_info("efficientnet_lite0")
+    mean = torch.tensor(info.mean).view(1, 3, 1, 1)
+    std = torch.tensor(info.std).view(1, 3, 1, 1)
 
     def classify(name: str) -> int:
         image = torch.from_numpy(getattr(data, name)()).permute(2, 0, 1).float()[None] / 255
@@ -165,3 +184,54 @@ def test_efficientnet_lite0_converter_checks_shapes():
         weights_mod.convert_efficientnet_lite0(source, target)
     with pytest.raises(WeightsError, match="296"):
         weights_mod.convert_efficientnet_lite0(dict(list(source.items())[:10]), target)
+
+
+# --- bad weights files (issue 9) -------------------------------------------------------------
+
+
+def test_text_file_is_a_clear_error(tmp_path):
+    (tmp_path / "notes.pth").write_text("these are not weights\nlr=0.1\n")
+    with pytest.raises(WeightsError, match="is a text file, not a PyTorch checkpoint"):
+        lossnet.load_model("resnet18", weights=tmp_path / "notes.pth")
+
+
+def test_empty_file_is_a_clear_error(tmp_path):
+    (tmp_path / "empty.pth").write_bytes(b"")
+    with pytest.raises(WeightsError, match=r"is empty \(0 bytes\)"):
+        lossnet.load_model("resnet18", weights=tmp_path / "empty.pth")
+
+
+def test_int64_state_dict_is_refused(resnet18_file, tmp_path):
+    sd = torch.load(resnet18_file, weights_only=True)
+    torch.save({k: v.long() for k, v in sd.items()}, tmp_path / "int.pth")
+    with pytest.raises(WeightsError, match=r"dtype does not fit 'resnet18'.*conv1\.weight: torch\.int64 vs torch\.float32"):
+        lossnet.load_model("resnet18", weights=tmp_path / "int.pth")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_other_precision_state_dict_is_cast_and_runs(resnet18_file, tmp_path, photos, dtype):
+    sd = torch.load(resnet18_file, weights_only=True)
+    torch.save({k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}, tmp_path / "w.pth")
+    net = lossnet.LossNetwork("resnet18", ["layer1"], weights=tmp_path / "w.pth")
+    assert net.body.conv1.weight.dtype == torch.float32
+    # the same as the float32 model holding the rounded weights
+    rounded = {k: v.to(dtype).to(v.dtype) if v.is_floating_point() else v for k, v in sd.items()}
+    torch.save(rounded, tmp_path / "rounded.pth")
+    reference = lossnet.LossNetwork("resnet18", ["layer1"], weights=tmp_path / "rounded.pth")
+    torch.testing.assert_close(net(photos[:1])["layer1"], reference(photos[:1])["layer1"])
+
+
+def test_nan_weights_are_refused(resnet18_file, tmp_path):
+    sd = torch.load(resnet18_file, weights_only=True)
+    sd["layer2.0.conv1.weight"][0, 0, 0, 0] = float("nan")
+    sd["fc.bias"][:3] = float("inf")
+    torch.save(sd, tmp_path / "nan.pth")
+    with pytest.raises(WeightsError, match=r"NaN or Inf values in 2 tensors.*layer2\.0\.conv1\.weight \(1 values\)"):
+        lossnet.LossNetwork("resnet18", ["layer1"], weights=tmp_path / "nan.pth")
+
+
+def test_factory_architecture_has_no_imagenet_weights():
+    spec = lossnet.networks.ArchSpec(name="f", source="factory", builder="f",
+                                     factory=lambda: torch.nn.Conv2d(3, 3, 1))
+    with pytest.raises(WeightsError, match="has no ImageNet weights: pass weights='random'"):
+        lossnet.load_model(spec, weights="imagenet")

@@ -3,8 +3,12 @@ request, results recorded by the driver, failures with their traceback, finished
 from __future__ import annotations
 
 import os
+import signal
+import sqlite3
+import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -115,3 +119,96 @@ def test_ray_executor_on_a_local_instance(ray_instance, tmp_path):
         run_sweep(gpu_spec, tmp_path / "gpu.sqlite", executor="ray", progress=False)
     assert sweep_status(gpu_spec, tmp_path / "gpu.sqlite")["pending"] == 1  # nothing was claimed
 
+
+
+SLOW_PLUGIN = '''
+import time
+from pathlib import Path
+from lossnet.sweeps.tasks import register_task
+
+def ray_sleeper(run, work_dir):
+    Path(run["settings"]["started"]).write_text("started")
+    time.sleep(120)
+    return {"score": 1.0}
+
+register_task("ray_sleeper", ray_sleeper, defaults={"started": ""}, network=False)
+'''
+
+
+def _ray_processes(pid: int) -> dict[int, str]:
+    from lossnet.sweeps.reaper import descendants
+
+    out = {}
+    for child, start in descendants(pid).items():
+        try:
+            with open(f"/proc/{child}/cmdline", "rb") as fh:
+                if b"ray" in fh.read():
+                    out[child] = start
+        except OSError:
+            pass
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_a_local_ray_instance_never_outlives_its_driver(tmp_path, sig):
+    """Ray's agents outlive a killed driver by about a minute on their own; a sweep's local
+    instance is stopped at once (SIGTERM: the driver shuts it down and gives its run back;
+    SIGKILL: the reaper process stops it)."""
+    pytest.importorskip("ray")
+    from lossnet.sweeps.reaper import alive
+    from lossnet.sweeps.store import ResultsStore
+
+    plugin_dir = tmp_path / "plugins"
+    plugin_dir.mkdir()
+    (plugin_dir / "ray_sleeper_plugin.py").write_text(SLOW_PLUGIN)
+    started = tmp_path / "started"
+    spec = tmp_path / "sleep.toml"
+    spec.write_text(textwrap.dedent(f"""
+        name = "sleep"
+        imports = ["ray_sleeper_plugin"]
+        [grid]
+        tasks = ["ray_sleeper"]
+        seeds = [0]
+        [tasks.ray_sleeper]
+        started = "{started}"
+    """))
+    db = tmp_path / "r.sqlite"
+    code = ("import sys\nfrom lossnet.sweeps.executors import RayExecutor\nfrom lossnet.sweeps.runner import run_sweep\n"
+            "run_sweep(sys.argv[1], sys.argv[2], executor=RayExecutor(num_cpus=1, configure_logging=False), "
+            "progress=False)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(plugin_dir), os.environ.get("PYTHONPATH", "")]),
+               RAY_USAGE_STATS_ENABLED="0")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(spec), str(db)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while not started.exists():
+            assert proc.poll() is None, "the sweep driver exited early"
+            assert time.time() < deadline, "the Ray task never started"
+            time.sleep(0.1)
+        time.sleep(1.0)  # the reaper's scan sees the task's worker too
+        ray_procs = _ray_processes(proc.pid)
+        names = set()
+        for pid in ray_procs:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                names.add(fh.read().split(b"\0")[0].decode(errors="replace"))
+        assert any("Agent" in n for n in names), names  # the agents that outlive a killed driver
+        os.kill(proc.pid, sig)
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    deadline = time.time() + 30  # well under the ~65 s the agents live on by themselves
+    while [p for p, st in ray_procs.items() if alive(p, st)]:
+        assert time.time() < deadline, f"Ray processes outlived the driver: {[p for p, st in ray_procs.items() if alive(p, st)]}"
+        time.sleep(0.2)
+    if sig == signal.SIGTERM:
+        assert code == 128 + signal.SIGTERM
+        store = ResultsStore(db)
+        assert store.counts()["pending"] == 1  # the run in flight was given back
+        assert [e["detail"] for e in store.events() if e["event"] == "released"] == ["driver interrupted"]
+    else:
+        assert code == -signal.SIGKILL

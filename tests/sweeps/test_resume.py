@@ -70,10 +70,13 @@ def _count(db: Path, sql: str) -> int:
         return 0
 
 
-def _sweep_process(spec: Path, db: Path, plugin_dir: Path, executor: str, workers: int) -> subprocess.Popen:
+def _sweep_process(spec: Path, db: Path, plugin_dir: Path, executor: str, workers: int,
+                   tmpdir: Path | None = None) -> subprocess.Popen:
     code = ("import sys\nfrom lossnet.sweeps.runner import run_sweep\n"
             "run_sweep(sys.argv[1], sys.argv[2], executor=sys.argv[3], workers=int(sys.argv[4]), progress=False)\n")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(plugin_dir), os.environ.get("PYTHONPATH", "")]))
+    if tmpdir is not None:
+        env["TMPDIR"] = str(tmpdir)
     return subprocess.Popen([sys.executable, "-c", code, str(spec), str(db), executor, str(workers)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -95,13 +98,15 @@ def test_sigkill_at_random_moments_then_resume(tmp_path, probe_spec):
     db = tmp_path / "results.sqlite"
     rng = random.Random(20240229)
     kills = 0
+    tmpdir = tmp_path / "tmp"  # the sweep processes' temporary folder: nothing may be left in it
+    tmpdir.mkdir()
     for executor, workers in [("inprocess", 1), ("processes", 2), ("inprocess", 1)]:
         claimed = _count(db, "SELECT COUNT(*) FROM events WHERE event = 'claimed'")
         finished = _count(db, "SELECT COUNT(*) FROM runs WHERE status = 'finished'")
         if finished == N_RUNS:
             break
-        proc = _sweep_process(spec, db, plugin_dir, executor, workers)
-        deadline = time.time() + 90
+        proc = _sweep_process(spec, db, plugin_dir, executor, workers, tmpdir)
+        deadline = time.time() + 300  # a loaded machine starts interpreters slowly
         # wait until this invocation has claimed something, then kill it a random moment later
         while _count(db, "SELECT COUNT(*) FROM events WHERE event = 'claimed'") <= claimed:
             assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
@@ -118,6 +123,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path, probe_spec):
         assert status["failed"] == 0
         assert status["finished"] >= finished  # nothing finished is ever lost
     assert kills >= 2
+    assert not [p.name for p in tmpdir.iterdir() if p.name.startswith("lossnet-sweep-")]
     mid = sweep_status(spec, db)
     assert mid["finished"] < N_RUNS  # the kills really interrupted the sweep
 

@@ -92,8 +92,8 @@ def test_ids_are_stable_hashes_of_the_resolved_config(tmp_path):
     assert [r.id for r in a] == [r.id for r in b]
     # the id is the short SHA-256 of the canonical JSON of the resolved config, computed independently here
     r = a[0]
-    identity = {"task": r.task, "arch": r.arch, "weights": r.weights, "points": list(r.points),
-                "distance": r.distance, "seed": r.seed,
+    identity = {"task": r.task, "arch": r.arch, "weights": r.weights, "weights_sha256": None,
+                "points": list(r.points), "distance": r.distance, "seed": r.seed, "threads": 1,
                 "settings": {k: v for k, v in r.settings.items() if k != "device"}}
     text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     assert r.id == hashlib.sha256(text.encode()).hexdigest()[:12] == run_id(identity)
@@ -160,7 +160,7 @@ def test_ready_made_specs():
     ('[grid]\narchitectures = ["vgg16"]\ntasks = ["similarty"]', "unknown task 'similarty'.*'similarity'"),
     ('[grid]\narchitectures = ["vgg16"]\ntasks = ["similarity"]\n[tasks.similarity]\ndatta = "x"',
      "Did you mean 'data'"),
-    ('[grid]\narchitectures = ["vgg16"]\ntasks = ["similarity"]\ndistances = ["cosine"]', "unknown distance 'cosine'"),
+    ('[grid]\narchitectures = ["vgg16"]\ntasks = ["similarity"]\ndistances = ["chebyshev9"]', "unknown distance 'chebyshev9'"),
     ('[grid]\ntasks = ["similarity"]', "no architectures and no baselines"),
     ('[grid]\narchitectures = ["vgg16"]', "names no tasks"),
     ('[grid]\narchitectures = ["vgg16"]\ntasks = ["similarity"]\npoints = []', "'points' is empty"),
@@ -187,3 +187,37 @@ def test_network_free_tasks_and_dict_specs():
     # duplicates (the same resolved run twice) are dropped, keeping the first
     twice = expand({"grid": [{"tasks": ["noop"], "seeds": [0]}, {"tasks": ["noop"], "seeds": [0, 1]}]})
     assert [r.seed for r in twice] == [0, 1]
+
+
+def test_weights_file_contents_are_part_of_the_run_id(tmp_path):
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"first contents")
+    text = f'[grid]\narchitectures = ["resnet18"]\nweights = ["{weights}", "random"]\npoints = ["layer1"]\n' \
+           'tasks = ["similarity"]\n'
+    first = expand(_write(tmp_path, text))
+    by_weights = {r.weights: r for r in first}
+    assert by_weights[str(weights)].weights_sha256 == hashlib.sha256(b"first contents").hexdigest()
+    assert by_weights["random"].weights_sha256 is None
+    assert by_weights[str(weights)].to_dict()["weights_sha256"] == by_weights[str(weights)].weights_sha256
+    assert expand(_write(tmp_path, text))[0].id == first[0].id  # same contents: same id
+    weights.write_bytes(b"other contents, other size")  # the same path with other weights
+    second = {r.weights: r for r in expand(_write(tmp_path, text))}
+    assert second[str(weights)].id != by_weights[str(weights)].id
+    assert second[str(weights)].weights_sha256 == hashlib.sha256(b"other contents, other size").hexdigest()
+    assert second["random"].id == by_weights["random"].id
+
+
+def test_threads_are_a_run_setting_in_the_id(tmp_path):
+    base = '[grid]\ntasks = ["noop"]\nseeds = [0]\n'
+    default = expand(_write(tmp_path, base))[0]
+    two = expand(_write(tmp_path, "threads = 2\n" + base, "two.toml"))[0]
+    per_task = expand(_write(tmp_path, base + "[tasks.noop]\nthreads = 3\n", "three.toml"))[0]
+    assert (default.threads, two.threads, per_task.threads) == (1, 2, 3)
+    assert len({default.id, two.id, per_task.id}) == 3
+    assert RunConfig.from_dict(two.to_dict()).threads == 2 and RunConfig.from_dict(two.to_dict()).id == two.id
+    assert expand(load_spec(_write(tmp_path, base, "set.toml"), ["noop.threads=2"]))[0].id == two.id
+    for bad in ("threads = 0\n", "threads = -1\n", "threads = 1.5\n", 'threads = "auto"\n'):
+        with pytest.raises(SpecError, match="at least 1"):
+            expand(_write(tmp_path, bad + base, "bad.toml"))
+    with pytest.raises(SpecError, match="at least 1"):
+        load_spec(_write(tmp_path, base, "bad2.toml"), ["noop.threads=0"])

@@ -7,6 +7,7 @@ import multiprocessing as mp
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -83,13 +84,133 @@ def test_abandoned_runs_are_taken_over(tmp_path):
     assert c is not None and not process_alive(_dead_pid())
 
 
+def _sha(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _filled_store(path, n: int = 300) -> list:
+    """A store of ``n`` finished noop runs, closed (its WAL checkpointed into the file)."""
+    store = ResultsStore(path)
+    runs = _runs(n)
+    store.add_runs(runs, sweep="t")
+    for r in runs:
+        store.finish(store.claim(r.id, "w"), {"score": float(r.seed), "text": "x" * 200})
+    store.close()
+    assert not Path(f"{path}-wal").exists() or Path(f"{path}-wal").stat().st_size == 0
+    return runs
+
+
 def test_bad_store_paths(tmp_path):
     with pytest.raises(StoreError, match="is a folder"):
         ResultsStore(tmp_path)
     junk = tmp_path / "junk.sqlite"
     junk.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(StoreError, match="Is it an SQLite file"):
+    with pytest.raises(StoreError, match="junk.sqlite' is not an SQLite results store.*left it as it is"):
         ResultsStore(junk)
+    assert junk.read_bytes() == b"this is not a database" * 100
+    with pytest.raises(StoreError, match="stale-after.*positive"):
+        ResultsStore(tmp_path / "r.sqlite", stale_after=0)
+
+
+def test_an_emptied_store_is_an_error_not_an_empty_store(tmp_path):
+    from lossnet.sweeps.runner import run_sweep, sweep_status
+
+    db = tmp_path / "r.sqlite"
+    db.touch()  # 0 bytes, e.g. truncated by a full disk
+    spec = {"name": "t", "grid": {"tasks": ["noop"], "seeds": [0, 1]}}
+    for call in (lambda: ResultsStore(db), lambda: run_sweep(spec, db, progress=False),
+                 lambda: sweep_status(spec, db)):
+        with pytest.raises(StoreError, match=r"r.sqlite' is an empty \(0-byte\) file.*left it as it is.*delete it"):
+            call()
+    assert db.stat().st_size == 0 and not Path(f"{db}-wal").exists()
+
+
+def test_a_damaged_store_is_a_clear_error_and_left_as_it_is(tmp_path):
+    from lossnet.sweeps.runner import run_sweep
+
+    db = tmp_path / "r.sqlite"
+    runs = _filled_store(db)
+    page = 4096
+    assert db.stat().st_size > 8 * page
+    with open(db, "r+b") as fh:  # zero two pages after the header page
+        fh.seek(2 * page)
+        fh.write(b"\0" * 2 * page)
+    before = _sha(db)
+    with pytest.raises(StoreError, match=r"r.sqlite' is damaged.*left the file as it is.*\.recover.*r-recovered"):
+        ResultsStore(db)
+    with pytest.raises(StoreError, match="is damaged"):
+        run_sweep({"name": "t", "grid": {"tasks": ["noop"], "seeds": [0]}}, db, progress=False)
+    assert _sha(db) == before
+    # without the check on open, a damaged page still surfaces as a StoreError, never a raw sqlite3 error
+    unchecked = ResultsStore(db, verify=False)
+    with pytest.raises(StoreError, match="is damaged"):
+        unchecked.records([r.id for r in runs])
+        unchecked.counts()
+    unchecked.close()
+
+
+def _open_new(db: str, barrier, out) -> None:
+    barrier.wait()
+    try:
+        ResultsStore(db).add_runs(_runs(2))
+        out.put("ok")
+    except Exception as exc:  # noqa: BLE001
+        out.put(repr(exc))
+
+
+def test_many_processes_creating_one_new_store_at_once(tmp_path):
+    ctx = mp.get_context("fork")
+    db = str(tmp_path / "new.sqlite")
+    barrier, out = ctx.Barrier(4), ctx.Queue()
+    procs = [ctx.Process(target=_open_new, args=(db, barrier, out)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    assert results == ["ok"] * 4
+    assert ResultsStore(db).counts()["total"] == 2
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".new.sqlite.new-")]  # no build files left
+
+
+def test_exports_never_write_over_the_store_or_foreign_files(tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    db = tmp_path / "r.sqlite"
+    _filled_store(db, 3)
+    store = ResultsStore(db)
+    before = _sha(db)
+    link = tmp_path / "link.sqlite"
+    link.symlink_to(db)
+    for target in (db, str(db), tmp_path / "." / "r.sqlite", link, Path(f"{db}-wal")):
+        for export in (store.export_csv, store.export_parquet):
+            for force in (False, True):
+                with pytest.raises(StoreError, match="the results store .* itself"):
+                    export(target, force=force)
+    assert _sha(db) == before and store.counts()["finished"] == 3
+
+    notes = tmp_path / "notes.csv"
+    notes.write_text("my,own\nnotes,1\n")
+    with pytest.raises(StoreError, match="refusing to overwrite .*notes.csv.*not a lossnet sweep csv export.*--force"):
+        store.export_csv(notes)
+    assert notes.read_text() == "my,own\nnotes,1\n"
+    with pytest.raises(StoreError, match="not a lossnet sweep parquet export"):
+        store.export_parquet(notes)
+    out_csv, out_pq = tmp_path / "x.csv", tmp_path / "x.parquet"
+    store.export_csv(out_csv)
+    store.export_parquet(out_pq)
+    assert json.loads(pq.read_schema(out_pq).metadata[b"lossnet.sweep_export"])["runs"] == 3
+    store.export_csv(out_csv)  # its own exports are replaced without --force
+    store.export_parquet(out_pq)
+    with pytest.raises(StoreError, match="not a lossnet sweep csv export"):
+        store.export_csv(out_pq)  # an export of the other format is not a CSV export
+    store.export_csv(notes, force=True)
+    with open(notes, newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == 3
+    with pytest.raises(StoreError, match="is a folder"):
+        store.export_csv(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary files left
 
 
 def _claim_same(db: str, rid: str, barrier, out) -> None:

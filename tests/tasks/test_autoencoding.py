@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lossnet.errors import DataError
-from lossnet.data.task_data import (_digit_images, load_autoencoding_data, load_builtin_digits, write_stl10_fixture,
+from lossnet.data import (digit_images as _digit_images, load_autoencoding_data, load_builtin_digits, write_stl10_fixture,
                                     write_svhn_fixture)
 from lossnet.errors import LossnetError
 from lossnet.tasks.autoencoding import ConvVAE, decoder_kernels, train_probe, vae_step

@@ -14,7 +14,7 @@ import torch
 
 from lossnet.tasks.common import ConfigMismatchError, LossConfig, RunDir, TrainConfig, Trainer, TrainingError
 from lossnet.tasks.segmentation import IterativeUNet, seg_step
-from lossnet.data.task_data import load_segmentation_data
+from lossnet.data import load_segmentation_data
 
 REPO = Path(__file__).resolve().parents[2]
 # Two epochs of 8 steps, a checkpoint every 3 steps (and at the epoch end), early-stopping

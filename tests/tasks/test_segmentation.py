@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from lossnet.errors import DataError
-from lossnet.data.task_data import (generate_roads, load_segmentation_data, massachusetts_layout,
+from lossnet.data import (generate_roads, load_segmentation_data, massachusetts_layout,
                                     write_massachusetts_fixture)
 from lossnet.tasks.common import LossConfig
 from lossnet.tasks.segmentation import IterativeUNet, evaluate_segmentation, seg_loss, seg_step

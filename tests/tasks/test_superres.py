@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from lossnet.errors import DataError
-from lossnet.data.task_data import BUILTIN_SR_EVAL, eval_set_images, load_superres_data, write_superres_fixture
+from lossnet.data import BUILTIN_SR_EVAL, eval_set_images, load_superres_data, write_superres_fixture
 from lossnet.errors import LossnetError
 from lossnet.tasks import superres as sr_mod
 from lossnet.tasks.common import LossConfig

@@ -12,7 +12,7 @@ from scipy import stats
 import lossnet
 from lossnet.data import load_kadid10k, load_mos_csv, load_tid2013, write_kadid_fixture, write_mos_csv_fixture, \
     write_tid2013_fixture
-from lossnet.tasks.similarity import MOSResult, format_table, mos_correlations, score_mos
+from lossnet.scoring import MOSResult, format_table, mos_correlations, score_mos
 
 
 def test_correlations_equal_scipy_with_sign_flipped_for_mos():

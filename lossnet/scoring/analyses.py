@@ -30,16 +30,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from ..errors import LossnetError
+from ..loss.factory import describe_metric
 from ..loss.perceptual import PerceptualLoss
-from .similarity import (
-    COMBINED,
-    DatasetsArg,
-    TripletDistances,
-    as_metric,
-    describe_metric,
-    score_2afc,
-    _clean,
-)
+from ..utils.jsonio import clean_json
+from .datasets import DatasetsArg
+from .engine import COMBINED
+from .twoafc import TripletDistances, as_metric, score_2afc
 
 KUMAR_DISTANCES = ("spatial", "mean_pool", "style")
 
@@ -67,7 +64,7 @@ def normalized_entropy(features: torch.Tensor) -> torch.Tensor:
 class EntropyMeter:
     """Accumulates the mean normalised activation entropy per extraction point, batch by batch.
 
-    Usable as the ``feature_hook`` of :func:`lossnet.tasks.similarity.run_2afc`.
+    Usable as the ``feature_hook`` of :func:`lossnet.scoring.score_2afc`.
     """
 
     def __init__(self) -> None:
@@ -114,8 +111,10 @@ def rank_correlation(d0: np.ndarray, d1: np.ndarray, judge: np.ndarray) -> float
         >>> rank_correlation(np.array([1., 2., 3.]), np.array([3., 2., 1.]), np.array([0., 0.5, 1.]))
         -1.0
     """
-    from scipy import stats
-
+    try:
+        from scipy import stats
+    except ImportError as exc:
+        raise LossnetError("rank correlations need scipy: pip install 'lossnet[metrics]'.") from exc
     margin = np.asarray(d1, dtype=np.float64) - np.asarray(d0, dtype=np.float64)
     judge = np.asarray(judge, dtype=np.float64)
     if margin.size < 2 or np.all(margin == margin[0]) or np.all(judge == judge[0]):
@@ -189,7 +188,7 @@ def analyze_2afc(
     meter = EntropyMeter() if entropy and not metric.pixel else None
     result = score_2afc(metric, datasets, batch_size=batch_size, distances=distances, bootstrap=bootstrap,
                         seed=seed, progress=progress, device=device, num_workers=num_workers,
-                        _feature_hook=meter)
+                        feature_hook=meter)
     triplets = result.triplets
     extra = analyze_triplets(triplets)
     report = {
@@ -205,7 +204,7 @@ def analyze_2afc(
         "metric": describe_metric(metric),
         "synthetic": result.synthetic,
     }
-    return _clean(report)
+    return clean_json(report)
 
 
 def format_analysis(report: Mapping[str, Any]) -> str:

@@ -1,6 +1,6 @@
 import json
 
-from lossnet.demo import rank_accuracy, run_distortion_ranking
+from lossnet.demo.distortions import rank_accuracy, run_distortion_ranking
 
 import torch
 

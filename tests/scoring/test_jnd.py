@@ -9,7 +9,7 @@ import torch
 
 import lossnet
 from lossnet.data import builtin_jnd, load_jnd, write_jnd_fixture
-from lossnet.tasks.similarity import JNDResult, format_table, jnd_average_precision, score_jnd
+from lossnet.scoring import JNDResult, format_table, jnd_average_precision, score_jnd
 
 
 def test_perfectly_separable_is_one():

@@ -11,19 +11,19 @@ Example:
 from __future__ import annotations
 
 import itertools
-import json
 import os
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from .data.distortions import distort
-from .data.photos import builtin_photos
-from .distances import feature_distance
-from .loss import PerceptualLoss
-from .networks import LossNetwork, layer_sets
-from .utils.tables import text_table
+from ..data.distortions import distort
+from ..data.photos import builtin_photos
+from ..distances import feature_distance
+from ..loss import PerceptualLoss
+from ..networks import LossNetwork, layer_sets
+from ..utils.jsonio import write_json
+from ..utils.tables import text_table
 
 DEMO_FAMILIES = ("gaussian_noise", "gaussian_blur", "jpeg", "pixelate", "contrast", "shift")
 # Fine steps of mild distortion: coarse steps are ordered correctly by every metric.
@@ -108,7 +108,7 @@ def run_distortion_ranking(out_dir: str | os.PathLike = "lossnet-out/demo", size
         "photos": names, "size": size, "families": list(families), "levels": list(levels), "seed": seed,
         "rows": rows, "mean_distance_by_level": curves,
     }
-    _write_json(out / "demo.json", result)
+    write_json(out / "demo.json", result)
     if plot:
         result["figure"] = str(plot_rank_accuracy(rows, out / "demo.png"))
     return result
@@ -119,12 +119,6 @@ def _row(metric: str, point: str, d: torch.Tensor, families) -> dict:
         "metric": metric, "point": point, "rank_accuracy": rank_accuracy(d),
         "by_family": {fam: rank_accuracy(d[:, i]) for i, fam in enumerate(families)},
     }
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
 
 
 def format_ranking_table(result: dict) -> str:

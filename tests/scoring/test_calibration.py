@@ -9,7 +9,7 @@ import lossnet
 from lossnet.data import load_2afc, write_bapps_fixture
 from lossnet.distances.functional import FEATURE_DISTANCES, feature_distance
 from lossnet.distances.lin import read_lin_file
-from lossnet.tasks.calibration import (
+from lossnet.scoring.calibration import (
     CalibrationError,
     LinCalibrator,
     RankingHead,

@@ -19,10 +19,11 @@ from typing import Any, Callable
 import torch
 
 from ..errors import WeightsError
-from .autoencoding import train_autoencoder
-from .common import ConfigMismatchError, LossConfig, RunOptions, atomic_write_json
-from .segmentation import train_segmentation
-from .superres import train_superres
+from ..tasks.autoencoding import train_autoencoder
+from ..tasks.common import ConfigMismatchError, LossConfig, RunOptions
+from ..tasks.segmentation import train_segmentation
+from ..tasks.superres import train_superres
+from ..utils.jsonio import write_json
 
 PERCEPTUAL = dict(net="efficientnet_lite0", layers=["blocks.0"], distance="mse", weights="imagenet", input_norm="none")
 PIXEL = dict(net=None, distance="l2")
@@ -101,9 +102,9 @@ def _run_all(out_dir: Path, seconds_budget: float, seed: int, progress: bool, ta
             if task == "superres":
                 entry[name]["lpips_note"] = metrics.get("lpips_info", {}).get("note")
         result["tasks"][task] = entry
-        atomic_write_json(out_dir / "tasks.json", result)
+        write_json(out_dir / "tasks.json", result)
     result["seconds"] = round(time.perf_counter() - t0, 1)
-    atomic_write_json(out_dir / "tasks.json", result)
+    write_json(out_dir / "tasks.json", result)
     return result
 
 

@@ -33,18 +33,25 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader
 
-from ..distances.functional import _layer_weight_map, canonical_distance, normalize_channels
+from ..distances.functional import (
+    FEATURE_DISTANCES,
+    _layer_weight_map,
+    canonical_distance,
+)
 from ..distances.lin import save_lin
 from ..errors import LossnetError
 from ..inputs import check_images
+from ..loss.factory import create_metric
 from ..loss.perceptual import PerceptualLoss
 from ..networks.extraction import LayersArg
-from .similarity import DatasetsArg, _labels, _progress, _stack, as_datasets, twoafc_scores
+from ..utils.progress import progress_bar
+from .datasets import DatasetsArg, as_datasets, read_labels, stack_images
+from .engine import DistanceEngine
+from .twoafc import twoafc_scores
 
 LINEAR_DISTANCES = ("spatial", "mean_pool", "mse", "l1")
 
@@ -77,7 +84,8 @@ class RankingHead(nn.Module):
 
 
 def channel_terms(f0: torch.Tensor, f1: torch.Tensor, distance: str = "spatial") -> torch.Tensor:
-    """Per-channel terms ``t`` (B, C) with ``distance(f0, f1, lin) == t @ lin``.
+    """Per-channel terms ``t`` (B, C) with ``distance(f0, f1, lin) == t @ lin`` (the distance's own
+    :attr:`~lossnet.distances.FeatureDistance.terms`).
 
     Example:
         >>> from lossnet.distances.functional import spatial
@@ -85,18 +93,11 @@ def channel_terms(f0: torch.Tensor, f1: torch.Tensor, distance: str = "spatial")
         >>> torch.allclose(channel_terms(f0, f1) @ w, spatial(f0, f1, w))
         True
     """
-    f0, f1 = f0.float(), f1.float()
-    if distance == "mean_pool":
-        f0, f1 = f0.mean(dim=(2, 3), keepdim=True), f1.mean(dim=(2, 3), keepdim=True)
-        distance = "spatial"
-    if distance == "spatial":
-        return (normalize_channels(f0) - normalize_channels(f1)).pow(2).mean(dim=(2, 3))
-    if distance == "mse":
-        return (f0 - f1).pow(2).mean(dim=(2, 3)) / f0.shape[1]
-    if distance == "l1":
-        return (f0 - f1).abs().mean(dim=(2, 3)) / f0.shape[1]
-    raise CalibrationError(f"distance {distance!r} has no per-channel linear weights; calibrate one of "
-                           f"{', '.join(LINEAR_DISTANCES)}.")
+    record = FEATURE_DISTANCES[canonical_distance(distance)]
+    if record.terms is None or record.name not in LINEAR_DISTANCES:
+        raise CalibrationError(f"distance {distance!r} has no per-channel linear weights; calibrate one of "
+                               f"{', '.join(LINEAR_DISTANCES)}.")
+    return record.terms(record.prepare(f0), record.prepare(f1))
 
 
 def _build_metric(metric_or_arch: PerceptualLoss | str, layers: LayersArg, weights: Any, distance: str | None,
@@ -107,8 +108,8 @@ def _build_metric(metric_or_arch: PerceptualLoss | str, layers: LayersArg, weigh
             raise CalibrationError(f"the metric uses distance {metric.distance!r} but distance={distance!r} was "
                                    "asked for: build the metric with that distance.")
     elif isinstance(metric_or_arch, str):
-        metric = PerceptualLoss(metric_or_arch, layers=layers, distance=distance or "spatial", weights=weights,
-                                seed=seed)
+        metric = create_metric(metric_or_arch, layers=layers, distance=distance or "spatial", weights=weights,
+                               seed=seed)
     else:
         raise CalibrationError("calibrate needs a lossnet.PerceptualLoss or an architecture name, got "
                                f"{type(metric_or_arch).__name__}.")
@@ -145,6 +146,7 @@ class LinCalibrator:
         self.distance = metric.distance
         self.points = list(metric.net.points)
         self.layer_weights = _layer_weight_map(self.points, metric.layer_weights)
+        self.engine = DistanceEngine(self.metric)
         channels = _channels(self.metric, self.device)
         start = metric.lin
         gen = torch.Generator().manual_seed(int(seed))
@@ -174,16 +176,11 @@ class LinCalibrator:
     @torch.no_grad()
     def terms(self, ref: torch.Tensor, p0: torch.Tensor, p1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel terms of d(ref, p0) and d(ref, p1), all points concatenated: two (B, sum C)."""
-        b = ref.shape[0]
         x = check_images(torch.cat([ref, p0, p1]).to(self.device), name="2AFC training batch")
         with torch.inference_mode():
-            feats = self.metric.net.extract(x, check=False)
-            t0, t1 = [], []
-            for p in self.points:
-                f = feats[p]
-                t0.append(channel_terms(f[:b], f[b:2 * b], self.distance))
-                t1.append(channel_terms(f[:b], f[2 * b:], self.distance))
-        return torch.cat(t0, dim=1).clone(), torch.cat(t1, dim=1).clone()
+            feats = self.engine.features(x)
+            t0, t1 = self.engine.channel_terms(feats, 3, [(0, 1), (0, 2)])
+        return t0.clone(), t1.clone()
 
     def _lin_vector(self) -> torch.Tensor:
         return torch.cat([w * self.layer_weights[p] for p, w in zip(self.points, self.lin)])
@@ -218,10 +215,8 @@ def _collate(items: list) -> list:
 
 
 def _batch_tensors(items: Sequence[Mapping], what: str) -> tuple[torch.Tensor, ...]:
-    ref, p0, p1 = (_stack(items, k, what) for k in ("ref", "p0", "p1"))
-    judge = _labels(items, "judge", what)
-    if np.any(np.isnan(judge)) or np.any((judge < 0) | (judge > 1)):
-        raise CalibrationError(f"{what}: judgements must lie in [0, 1].")
+    ref, p0, p1 = (stack_images(items, k, what) for k in ("ref", "p0", "p1"))
+    judge = read_labels(items, "judge", what, 0.0, 1.0)
     return ref, p0, p1, torch.as_tensor(judge, dtype=torch.float32)
 
 
@@ -296,7 +291,7 @@ def calibrate(
     cached: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
     if cache:
         t0s, t1s, js = [], [], []
-        bar = _progress(n, "calibrate: features", progress, "triplet")
+        bar = progress_bar(n, "calibrate: features", progress, "triplet")
         try:
             for items in DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                                     collate_fn=_collate):
@@ -311,7 +306,7 @@ def calibrate(
         cached = (torch.cat(t0s), torch.cat(t1s), torch.cat(js).to(cal.device))
 
     total_epochs = epochs + decay
-    bar = _progress(total_epochs * n, "calibrate", progress, "triplet")
+    bar = progress_bar(total_epochs * n, "calibrate", progress, "triplet")
     try:
         for epoch in range(total_epochs):
             lr_e = lpips_lr(lr, epoch, epochs, decay)

@@ -10,7 +10,7 @@ import torch
 
 import lossnet
 from lossnet.data import builtin_2afc, load_2afc, write_bapps_fixture
-from lossnet.tasks.similarity import (
+from lossnet.scoring import (
     ScoringError,
     TwoAFCResult,
     format_table,

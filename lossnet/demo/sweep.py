@@ -11,6 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..report.study import build_report
+from ..sweeps.runner import run_sweep
+from ..utils.tables import fmt
+
 
 def run_mini_sweep(out_dir: str | os.PathLike, executor: str = "inprocess", workers: int = 1,
                    progress: bool = True, spec: str = "mini") -> dict[str, Any]:
@@ -19,9 +23,6 @@ def run_mini_sweep(out_dir: str | os.PathLike, executor: str = "inprocess", work
     Returns ``{"summary": run_sweep(...), "report": {markdown, html, json, figures}, "best":
     {task: best point per network}, "seconds"}``.
     """
-    from ..report.study import build_report
-    from .runner import run_sweep
-
     start = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -36,8 +37,6 @@ def run_mini_sweep(out_dir: str | os.PathLike, executor: str = "inprocess", work
 
 def format_mini_sweep(result: dict[str, Any]) -> str:
     """The best point per network of every task, as text."""
-    from ..utils.tables import fmt
-
     s = result["summary"]
     lines = [f"mini sweep: {s['finished']}/{s['total']} runs finished, {s['failed']} failed "
              f"({result['seconds']} s); report: {result['report']['html']}"]
@@ -53,7 +52,7 @@ def format_mini_sweep(result: dict[str, Any]) -> str:
 def demo_step(out_dir: str | os.PathLike, seed: int = 0) -> dict[str, Any]:
     """A ``lossnet demo`` step: the mini sweep into ``out_dir/sweep/``, its best points printed.
 
-    Matches ``lossnet.cli.demo._EXTRA_STEPS`` (``function(out_dir, seed) -> summary``); the
+    Matches ``lossnet.demo.DEMO_STEPS`` (``function(out_dir, seed) -> summary``); the
     mini spec fixes its own seeds, so ``seed`` is not used.
     """
     result = run_mini_sweep(Path(out_dir) / "sweep")
