@@ -13,9 +13,9 @@ Run from the repo root::
    overhead is the slope (t(N2) - t(N1)) / (N2 - N1): claiming, recording (a few SQLite
    transactions with fsync), environment capture and, for Ray, task submission; the
    intercept is the fixed cost (worker start-up: interpreters importing torch).
-2. The ``mini`` grid (``lossnet/sweeps/specs/mini.toml``: 11 runs on built-in data)
-   end to end with the ``processes`` executor and 1 then 2 workers (each worker gets
-   cpu_count // workers torch threads), into fresh stores.
+2. The ``mini`` grid (``lossnet/sweeps/specs/mini.toml``: 13 runs on built-in data)
+   end to end with the ``processes`` executor and 1 then 2 workers (each run uses the
+   spec's ``threads``, 1 for mini, whatever the executor), into fresh stores.
 """
 from __future__ import annotations
 
@@ -46,8 +46,9 @@ def noop_spec(n: int, tag: str) -> dict:
 
 def time_sweep(spec, executor, workers: int, tmp: Path, name: str) -> tuple[float, dict]:
     db = tmp / f"{name}.sqlite"
+    by_name = {"workers": workers} if isinstance(executor, str) else {}  # an Executor object carries its own
     t0 = time.perf_counter()
-    summary = run_sweep(spec, db, executor=executor, workers=workers, progress=False)
+    summary = run_sweep(spec, db, executor=executor, progress=False, **by_name)
     wall = time.perf_counter() - t0
     if summary["finished"] != summary["total"]:
         raise RuntimeError(f"{name}: only {summary['finished']}/{summary['total']} runs finished: "
@@ -129,14 +130,14 @@ def main() -> int:
     if results["mini"]:
         md += ["", "## The mini grid against the number of workers", "",
                "`lossnet sweep run mini --executor processes --workers W` into a fresh store "
-               "(each worker gets cpu_count // W torch threads).", ""]
+               "(each run uses the spec's torch thread count, 1 for mini, in every executor).", ""]
         base = results["mini"][0]["wall_s"]
         md.append(markdown_table(["workers", "runs", "wall (s)", "speed-up", "workers' CPU time (s)", "load after"],
                                  [[m["workers"], m["runs"], f"{m['wall_s']:.1f}", f"{base / m['wall_s']:.2f}x",
                                    f"{m['workers_cpu_s']:.1f}", m["load_average_after"]] for m in results["mini"]]))
-        md += ["", "On a machine shared with other jobs (see the load averages) torch's intra-op threads of a "
-                   "single worker wait on each other; one thread per worker avoids that, so the speed-up can "
-                   "exceed the core count there. The CPU time shows the work itself."]
+        md += ["", "Each run has one torch thread here (the mini spec's `threads`), so W workers run W runs at "
+                   "once; on a machine shared with other jobs (see the load averages) the speed-up depends on the "
+                   "cores left free. The CPU time shows the work itself."]
     md += ["", "## Machine", "", machine_markdown(info), f"- load_average_at_end: {results['load_average_at_end']}"]
     json_path, md_path = write_results("sweep", results, "\n".join(md))
     print(f"wrote {json_path} and {md_path}")

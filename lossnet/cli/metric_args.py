@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..distances.functional import PIXEL_DISTANCES
 from ..errors import LossnetError
 
 LPIPS_SHORT_NETS = ("alex", "vgg", "squeeze")
@@ -82,6 +83,7 @@ def _distances(args: argparse.Namespace) -> list[str] | None:
 def metric_from_args(args: argparse.Namespace, reduction: str = "none"):
     """``(metric, distances)`` from the shared flags, through :func:`lossnet.loss.create_metric`."""
     from ..loss.factory import create_metric
+    from ..loss.presets import lpips_preset_name
 
     distances = _distances(args)
     first = distances[0] if distances else None
@@ -97,17 +99,20 @@ def metric_from_args(args: argparse.Namespace, reduction: str = "none"):
         net = args.net or args._default_net
         if net is None:
             raise LossnetError("name the metric: --net ARCH, --net none with --distance l2|ssim, or --metric PRESET.")
-        bare_lpips = net in LPIPS_SHORT_NETS and args.layers is None and first in (None, "spatial") and lin is None
-        if net in LPIPS_SHORT_NETS and (lin == "lpips" or bare_lpips):
-            name = f"lpips-{net}" + ("-v0.0" if args.version == "0.0" else "")
-            lin = None  # the preset carries LPIPS's learned weights
+        if net in LPIPS_SHORT_NETS and args.layers is None and first in (None, "spatial"):
+            # exactly LPIPS: its learned lin weights (default), its lpips=False baseline (--lin none), or the
+            # LPIPS trunk and input scaling with your own lin file
+            own = lin not in (None, "lpips", "none")
+            name = lpips_preset_name(net, args.version or "0.1", lin=lin in (None, "lpips"))
+            lin = lin if own else None
         elif args.version is not None:
-            raise LossnetError(f"--version {args.version} applies to the LPIPS metrics (--net alex|vgg|squeeze "
-                               f"with its learned lin weights), not to --net {net}.")
+            raise LossnetError(f"--version {args.version} applies to the LPIPS metrics (a bare --net alex|vgg|squeeze), "
+                               f"not to --net {net} with these flags.")
         else:
             name = None if net in PIXEL_NETS else net
-            if name is None and first is None:
-                raise LossnetError("--net none compares pixels: pass --distance l2 or --distance ssim.")
+            if name is None and first not in PIXEL_DISTANCES:
+                raise LossnetError(f"--net {net} compares pixels: pass --distance l2 or --distance ssim "
+                                   f"(got {first or 'no --distance'}).")
     kwargs = {} if args.weights is None else {"weights": args.weights}
     if lin is not None:
         kwargs["lin"] = None if lin.lower() == "none" else lin

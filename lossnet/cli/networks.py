@@ -104,8 +104,9 @@ def cmd_distance(args: argparse.Namespace) -> int:
     if args.json:
         from ..loss.factory import describe_metric
 
-        print(json.dumps({"image_a": args.image_a, "image_b": args.image_b, **describe_metric(metric),
-                          "value": value}))
+        described = describe_metric(metric)
+        print(json.dumps({"image_a": args.image_a, "image_b": args.image_b, **described,
+                          "layers": described["points"], "value": value}))
     else:
         print(f"{value:.6f}")
     return 0

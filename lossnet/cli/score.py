@@ -159,7 +159,7 @@ def _note_synthetic(sets: dict) -> None:
 
 
 def cmd_2afc(args: argparse.Namespace) -> int:
-    from ..scoring import format_table, score_2afc
+    from ..scoring import score_2afc
 
     sets = _load_2afc_sets(args, args.split)
     metric, distances = metric_from_args(args)
@@ -175,14 +175,9 @@ def cmd_2afc(args: argparse.Namespace) -> int:
         if args.json:
             _write(args.json, report)
         return 0
-    result = score_2afc(metric, sets, batch_size=args.batch_size, distances=distances, bootstrap=args.bootstrap,
-                        seed=args.seed, progress=_progress(args), device=args.device, num_workers=args.workers,
-                        name=_label(args, metric))
-    print(format_table(result))
-    if args.json:
-        result.to_json(args.json)
-        print(f"\nwrote {args.json}")
-    return 0
+    result = score_2afc(metric, sets, distances=distances, bootstrap=args.bootstrap, seed=args.seed,
+                        **_run_options(args, metric))
+    return _show(result, args)
 
 
 def _table_from_dict(d: dict) -> str:
@@ -197,6 +192,21 @@ def _table_from_dict(d: dict) -> str:
     return format_table(r)
 
 
+def _run_options(args: argparse.Namespace, metric) -> dict:
+    return {"batch_size": args.batch_size, "progress": _progress(args), "device": args.device,
+            "num_workers": args.workers, "name": _label(args, metric)}
+
+
+def _show(result, args: argparse.Namespace) -> int:
+    from ..scoring import format_table
+
+    print(format_table(result))
+    if args.json:
+        result.to_json(args.json)
+        print(f"\nwrote {args.json}")
+    return 0
+
+
 def _write(path: str, obj: Any) -> None:
     from ..utils.jsonio import write_json
 
@@ -205,7 +215,7 @@ def _write(path: str, obj: Any) -> None:
 
 
 def cmd_jnd(args: argparse.Namespace) -> int:
-    from ..scoring import format_table, score_jnd
+    from ..scoring import score_jnd
 
     if args.data == "builtin":
         from ..data.synthetic import builtin_jnd
@@ -218,26 +228,22 @@ def cmd_jnd(args: argparse.Namespace) -> int:
 
         sets = _limit(load_jnd(args.data, subsets=_subsets_arg(args.subsets), **_interpolation(args)), args.limit)
     metric, distances = metric_from_args(args)
-    result = score_jnd(metric, sets, batch_size=args.batch_size, distances=distances, progress=_progress(args),
-                       device=args.device, num_workers=args.workers, name=_label(args, metric))
-    print(format_table(result))
-    if args.json:
-        result.to_json(args.json)
-        print(f"\nwrote {args.json}")
-    return 0
+    return _show(score_jnd(metric, sets, distances=distances, **_run_options(args, metric)), args)
 
 
 def cmd_mos(args: argparse.Namespace) -> int:
     from ..data import load_kadid10k, load_mos_csv, load_tid2013
-    from ..scoring import format_table, score_mos
+    from ..scoring import score_mos
 
-    if args.dataset == "tid2013":
-        ds = load_tid2013(args.data, size=args.size, **_interpolation(args))
-    elif args.dataset == "kadid10k":
-        ds = load_kadid10k(args.data, size=args.size, **_interpolation(args))
-    else:
+    if args.dataset == "csv":
         ds = load_mos_csv(args.data, root=args.root, size=args.size, higher_is_better=not args.lower_is_better,
                           **_interpolation(args))
+    else:
+        if args.root is not None or args.lower_is_better:
+            raise LossnetError(f"--root and --lower-is-better apply to --dataset csv; {args.dataset} knows its own "
+                               "layout and scale.")
+        loader = {"tid2013": load_tid2013, "kadid10k": load_kadid10k}[args.dataset]
+        ds = loader(args.data, size=args.size, **_interpolation(args))
     higher = ds.higher_is_better
     name = getattr(ds, "name", args.dataset)
     if args.limit is not None and args.limit < len(ds):
@@ -245,14 +251,9 @@ def cmd_mos(args: argparse.Namespace) -> int:
 
         ds = Subset(ds, range(args.limit))
     metric, distances = metric_from_args(args)
-    result = score_mos(metric, ds, batch_size=args.batch_size, distances=distances, progress=_progress(args),
-                       device=args.device, num_workers=args.workers, higher_is_better=higher, name=_label(args, metric),
-                       dataset_name=name)
-    print(format_table(result))
-    if args.json:
-        result.to_json(args.json)
-        print(f"\nwrote {args.json}")
-    return 0
+    result = score_mos(metric, ds, distances=distances, higher_is_better=higher, dataset_name=name,
+                       **_run_options(args, metric))
+    return _show(result, args)
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:

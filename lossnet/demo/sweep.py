@@ -1,66 +1,67 @@
-"""The ``mini`` sweep end to end: runs into ``out_dir/results.sqlite``, report into ``out_dir/report/``.
+"""The study-style reports the demo links: its own training sweep, and the ``kumar-mini``
+classifier study when that spec is installed.
+
+The demo's training runs live in a results store, so :mod:`lossnet.report.study` writes
+the same report for them as for any sweep (every network x extraction point, best point per
+network, ranks across tasks). The classifier study (about 10 minutes) is not run by default:
+``lossnet demo --kumar`` runs it into ``<out>/kumar-mini/``; once its store exists, the
+demo report links its report.
 
 Example:
-    >>> result = run_mini_sweep("lossnet-out/demo/sweep")     # doctest: +SKIP
-    >>> print(format_mini_sweep(result))                       # doctest: +SKIP
+    >>> section = kumar_section("lossnet-out/demo", run=False)   # doctest: +SKIP
+    >>> section["status"]                                          # doctest: +SKIP
+    'not run'
 """
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from ..report.study import build_report
-from ..sweeps.runner import run_sweep
-from ..utils.tables import fmt
+from ..sweeps.runner import run_sweep, sweep_status
+from ..sweeps.spec import list_specs
+
+KUMAR_SPEC = "kumar-mini"
 
 
-def run_mini_sweep(out_dir: str | os.PathLike, executor: str = "inprocess", workers: int = 1,
-                   progress: bool = True, spec: str = "mini") -> dict[str, Any]:
-    """Run the ready-made ``mini`` spec (resuming whatever is already in the store) and report it.
-
-    Returns ``{"summary": run_sweep(...), "report": {markdown, html, json, figures}, "best":
-    {task: best point per network}, "seconds"}``.
-    """
-    start = time.perf_counter()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    db = out / "results.sqlite"
-    summary = run_sweep(spec, db, executor=executor, workers=workers, progress=progress)
-    report = build_report(spec, db, out / "report")
-    best = {task: t["best"] for task, t in report["data"]["tasks"].items()}
-    return {"summary": summary, "report": {k: report[k] for k in ("markdown", "html", "json", "figures")},
-            "best": best, "metrics": {task: t["metric"] for task, t in report["data"]["tasks"].items()},
-            "synthetic": report["data"]["synthetic"], "seconds": round(time.perf_counter() - start, 1)}
+def study_report(spec: Mapping[str, Any], db: str | os.PathLike, out_dir: str | os.PathLike) -> dict[str, Any]:
+    """The study-style report of ``spec``'s runs in ``db`` (Markdown, HTML, JSON, figures in ``out_dir``)."""
+    report = build_report(spec, db, out_dir)
+    data = report["data"]
+    return {"html": report["html"], "markdown": report["markdown"], "json": report["json"],
+            "status": data["status"],
+            "best": {task: t["best"] for task, t in data["tasks"].items()},
+            "metrics": {task: t["metric"] for task, t in data["tasks"].items()}}
 
 
-def format_mini_sweep(result: dict[str, Any]) -> str:
-    """The best point per network of every task, as text."""
-    s = result["summary"]
-    lines = [f"mini sweep: {s['finished']}/{s['total']} runs finished, {s['failed']} failed "
-             f"({result['seconds']} s); report: {result['report']['html']}"]
-    if result.get("synthetic"):
-        lines.append("(similarity on the built-in SYNTHETIC 2AFC set: rule-based judgements, not human)")
-    for task, best in result["best"].items():
-        lines.append(f"  {task} ({result['metrics'][task]}):")
-        for b in best:
-            lines.append(f"    {b['rank']:>2}. {b['network']:<34} {b['point']:<12} {fmt(b['score'])}")
-    return "\n".join(lines)
+def kumar_section(out_dir: str | os.PathLike, run: bool = False, workers: int = 2,
+                  progress: bool = True) -> dict[str, Any]:
+    """The classifier-study section: ``status`` is ``"no spec"`` (the ``kumar-mini`` spec is not
+    installed), ``"not run"`` (no results store in ``<out_dir>/kumar-mini/`` yet) or the store's
+    progress with a link to the study's report."""
+    if KUMAR_SPEC not in list_specs():
+        return {"status": "no spec", "note": f"this lossnet has no {KUMAR_SPEC} sweep spec."}
+    folder = Path(out_dir) / KUMAR_SPEC
+    db = folder / "results.sqlite"
+    how = f"lossnet demo --kumar (about 10 minutes), or: lossnet sweep run {KUMAR_SPEC} --db {db}"
+    if run:
+        run_sweep(KUMAR_SPEC, db, executor="processes" if workers > 1 else "inprocess", workers=workers,
+                  progress=progress)
+    if not db.exists():
+        return {"status": "not run", "note": f"The classifier study has not been run here: {how}.", "db": str(db)}
+    status = sweep_status(KUMAR_SPEC, db)
+    counts = {k: status[k] for k in ("total", "finished", "failed", "pending")}
+    section: dict[str, Any] = {"status": "run" if counts["finished"] else "not run", "db": str(db), **counts}
+    if not counts["finished"]:
+        section["note"] = f"No finished run in {db} yet: {how}."
+        return section
+    from ..report.classifier_study import build_classifier_report
+
+    report = build_classifier_report(KUMAR_SPEC, db, folder / "report")
+    section.update(html=report["html"], networks=[
+        {k: n.get(k) for k in ("name", "top1", "ps", "best_ps")} for n in report["data"].get("networks", [])])
+    return section
 
 
-def demo_step(out_dir: str | os.PathLike, seed: int = 0) -> dict[str, Any]:
-    """A ``lossnet demo`` step: the mini sweep into ``out_dir/sweep/``, its best points printed.
-
-    Matches ``lossnet.demo.DEMO_STEPS`` (``function(out_dir, seed) -> summary``); the
-    mini spec fixes its own seeds, so ``seed`` is not used.
-    """
-    result = run_mini_sweep(Path(out_dir) / "sweep")
-    print("\n" + format_mini_sweep(result))
-    s = result["summary"]
-    return {"db": s["db"], "finished": s["finished"], "total": s["total"], "failed": s["failed"],
-            "report": result["report"]["html"], "markdown": result["report"]["markdown"],
-            "best": result["best"], "seconds": result["seconds"]}
-
-
-__all__ = ["demo_step", "format_mini_sweep", "run_mini_sweep"]
+__all__ = ["KUMAR_SPEC", "kumar_section", "study_report"]

@@ -1,128 +1,226 @@
-"""Mini runs of the three downstream tasks: a perceptual loss against a pixel loss.
+"""The demo's training-loss step: the loss networks at hand on three mini downstream tasks.
 
-The perceptual loss is EfficientNet-Lite0 with its real ImageNet weights (the one pretrained
-network available offline), MSE at one early extraction point (``blocks.0``) on [0, 1] inputs,
-as in Pihlgren et al.; the pixel loss is the mean squared error of the images (for segmentation
-the extra term next to BCE). Built-in data only; each run is a shortened ``mini`` config, so
-the numbers show the pipeline working, not the study's results.
+One sweep (a results store, so a killed demo loses nothing and a rerun resumes) trains
+each task with: EfficientNet-Lite0 with its real ImageNet weights at two extraction points,
+its untrained copy at the first one, and the pixel loss. Each task runs its ``mini`` config
+(:mod:`lossnet.tasks`): long enough that the training loss flattens out. Every run is then
+compared with the task's trivial baseline and judged by metrics that are not its training
+loss:
+
+- super-resolution (x2, photos): PSNR and SSIM on Y against bicubic upscaling;
+- autoencoding (digits): MLP-probe accuracy on the frozen codes against the majority class;
+- road segmentation (generated tiles): quality and F1 against predicting all road or no road.
 
 Example:
-    >>> result = run_task_demos("lossnet-out/demo/tasks", seconds_budget=150)  # doctest: +SKIP
-    >>> print(format_task_demos(result))  # doctest: +SKIP
+    >>> spec = demo_spec(DEMO_TASKS)
+    >>> sorted({(r.task, r.network_label, r.label) for r in expand(spec)})[:2]
+    [('autoencoder', 'efficientnet_lite0', 'blocks.0'), ('autoencoder', 'efficientnet_lite0', 'blocks.2')]
 """
 from __future__ import annotations
 
-import time
+import json
+import math
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Mapping
 
+import numpy as np
 import torch
 
-from ..errors import WeightsError
-from ..tasks.autoencoding import train_autoencoder
-from ..tasks.common import ConfigMismatchError, LossConfig, RunOptions
-from ..tasks.segmentation import train_segmentation
-from ..tasks.superres import train_superres
-from ..utils.jsonio import write_json
+from ..data.autoencoding import load_autoencoding_data
+from ..data.roads import load_segmentation_data
+from ..sweeps.runner import default_work_root, run_sweep
+from ..sweeps.spec import RunConfig, expand
+from ..sweeps.store import ResultsStore
+from ..tasks import CONFIGS
+from ..tasks.metrics import RoadCounts, road_counts, road_scores
 
-PERCEPTUAL = dict(net="efficientnet_lite0", layers=["blocks.0"], distance="mse", weights="imagenet", input_norm="none")
-PIXEL = dict(net=None, distance="l2")
-
-# Shortened mini configs: about 2-3 minutes for the six runs on 2 CPU cores.
-DEMO_RUNS: dict[str, tuple[Callable[..., dict], dict[str, Any], tuple[str, ...]]] = {
-    "superres": (train_superres, dict(epochs=3, lr=5e-4, train_length=128, crop=64, width=16, eval_size=128,
-                                      checkpoint_every=16),
-                 ("psnr", "ssim", "lpips", "bicubic_psnr", "bicubic_ssim")),
-    "segmentation": (train_segmentation, dict(epochs=8, n_train=96, n_test=16, checkpoint_every=24),
-                     ("quality", "f1", "completeness", "correctness", "relaxed_quality", "relaxed_f1")),
-    "autoencoder": (train_autoencoder, dict(epochs=3, batch_size=32, max_train=768, probe_epochs=25,
-                                            checkpoint_every=20),
-                    ("accuracy", "linear_accuracy", "pixel_mse")),
+ARCH = "efficientnet_lite0"
+#: Extraction points trained with the ImageNet weights (an early and a middle one); the untrained
+#: copy uses the first.
+TRAIN_POINTS = ("blocks.0", "blocks.2")
+#: Per task: the mini config's overrides (none: the demo runs exactly ``--config mini``).
+DEMO_TASKS: dict[str, dict[str, Any]] = {"superres": {}, "autoencoder": {}, "segmentation": {}}
+#: Per task: (headline metric, higher is better, metrics shown, the judging metrics that are not a training loss).
+TASK_METRICS: dict[str, tuple[str, bool, tuple[str, ...], str]] = {
+    "superres": ("psnr", True, ("psnr", "ssim", "lpips"), "PSNR and SSIM on Y (LPIPS when its weights are on disk)"),
+    "autoencoder": ("accuracy", True, ("accuracy", "linear_accuracy", "pixel_mse"),
+                    "accuracy of MLP probes trained on the frozen latent codes"),
+    "segmentation": ("quality", True, ("quality", "f1", "completeness", "correctness", "relaxed_quality"),
+                     "road quality (IoU of the road class), F1, completeness, correctness"),
 }
+TASK_TITLES = {"superres": "Super-resolution (x2, scikit-image photos)",
+               "autoencoder": "Autoencoding (scikit-learn digits, MLP probes)",
+               "segmentation": "Road segmentation (generated aerial tiles)"}
+#: A pixel-loss super-resolution run must beat bicubic by at least this much (dB).
+SR_MARGIN_DB = 0.5
+#: The training loss has plateaued when its last epochs improve on the ones before by less than this.
+PLATEAU_TOLERANCE = 0.05
 
 
-def _run(fn: Callable[..., dict], loss: LossConfig, out: Path, overrides: dict[str, Any], seed: int,
-         progress: bool) -> dict[str, Any]:
-    opts = RunOptions(out_dir=out, seed=seed, device="cpu", progress=progress)
-    try:
-        return fn("mini", loss, options=opts, **overrides)
-    except ConfigMismatchError:  # a demo folder from another version: start it over
-        opts.restart = True
-        return fn("mini", loss, options=opts, **overrides)
-
-
-def run_task_demos(out_dir: str | Path = "lossnet-out/demo/tasks", seconds_budget: float = 180.0, seed: int = 0,
-                   progress: bool = False, tasks: tuple[str, ...] = ("superres", "segmentation", "autoencoder"),
-                   threads: int | None = 1) -> dict[str, Any]:
-    """Run each task twice (perceptual and pixel loss); write ``<out_dir>/tasks.json``; return it.
-
-    A run is skipped (and says so) when the time budget is spent before it starts. Runs are
-    kept in ``<out_dir>/<task>-<loss>/`` and reused by a later call with the same settings.
-    ``threads`` sets torch's CPU threads during the runs (restored after): these models are
-    tiny, and one thread is as fast as two on an idle machine and far faster on a busy one.
-    """
-    previous_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        return _run_all(Path(out_dir), seconds_budget, seed, progress, tasks)
-    finally:
-        torch.set_num_threads(previous_threads)
-
-
-def _run_all(out_dir: Path, seconds_budget: float, seed: int, progress: bool, tasks: tuple[str, ...]
-             ) -> dict[str, Any]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    perceptual = LossConfig(**PERCEPTUAL)
-    notes = []
-    try:
-        perceptual.build()
-    except WeightsError as exc:
-        perceptual = LossConfig(**{**PERCEPTUAL, "weights": "random"})
-        notes.append(f"efficientnet_lite0 ImageNet weights unavailable ({exc}); used random weights instead")
-    losses = {"perceptual": perceptual, "pixel": LossConfig(**PIXEL)}
-    result: dict[str, Any] = {
-        "what": "mini runs on built-in data (digits, scikit-image photos, generated roads): the pipeline "
-                "working, not the study's numbers",
-        "losses": {k: v.describe() for k, v in losses.items()},
-        "tasks": {}, "notes": notes,
+def demo_spec(tasks: Mapping[str, Mapping[str, Any]] = DEMO_TASKS, seed: int = 0,
+              points: tuple[str, ...] = TRAIN_POINTS) -> dict[str, Any]:
+    """The sweep spec (a TOML-shaped dict) of the demo's training runs."""
+    names = list(tasks)
+    return {
+        "name": "demo",
+        "description": f"{ARCH}: ImageNet weights at {', '.join(points)}, untrained at {points[0]}, and the "
+                       "pixel loss, as training losses of three mini tasks on built-in data",
+        "threads": 1,
+        "grid": [
+            {"architectures": [ARCH], "weights": ["imagenet"], "points": list(points), "distances": ["mse"],
+             "tasks": names, "seeds": [seed], "baselines": ["l2"]},
+            {"architectures": [ARCH], "weights": ["random"], "points": [points[0]], "distances": ["mse"],
+             "tasks": names, "seeds": [seed]},
+        ],
+        "tasks": {t: {"config": "mini", "data": "builtin", "overrides": dict(o)} for t, o in tasks.items()},
     }
-    for task in tasks:
-        fn, overrides, headline = DEMO_RUNS[task]
-        entry: dict[str, Any] = {}
-        for name, loss in losses.items():
-            if time.perf_counter() - t0 > seconds_budget:
-                entry[name] = {"skipped": f"time budget of {seconds_budget:.0f} s spent"}
-                continue
-            t = time.perf_counter()
-            metrics = _run(fn, loss, out_dir / f"{task}-{name}", overrides, seed, progress)
-            entry[name] = {k: metrics["metrics"].get(k) for k in headline}
-            entry[name]["seconds"] = round(time.perf_counter() - t, 1)
-            if task == "superres":
-                entry[name]["lpips_note"] = metrics.get("lpips_info", {}).get("note")
-        result["tasks"][task] = entry
-        write_json(out_dir / "tasks.json", result)
-    result["seconds"] = round(time.perf_counter() - t0, 1)
-    write_json(out_dir / "tasks.json", result)
-    return result
 
 
-def format_task_demos(result: dict[str, Any]) -> str:
-    """A plain-text table of :func:`run_task_demos` results."""
-    lines = [f"Downstream tasks ({result['what']})",
-             f"  perceptual = {result['losses']['perceptual']}; pixel = {result['losses']['pixel']}"]
-    for task, entry in result["tasks"].items():
-        lines.append(f"  {task}:")
-        for name, metrics in entry.items():
-            if "skipped" in metrics:
-                lines.append(f"    {name:<10} skipped: {metrics['skipped']}")
-                continue
-            cells = [f"{k} {v:.4f}" if isinstance(v, float) else f"{k} n/a"
-                     for k, v in metrics.items() if k not in ("seconds", "lpips_note")]
-            lines.append(f"    {name:<10} " + ", ".join(cells) + f"  ({metrics['seconds']} s)")
-    lines += [f"  note: {n}" for n in result.get("notes", [])]
-    return "\n".join(lines)
+def loss_label(run: RunConfig) -> str:
+    """How the report names a run's training loss."""
+    if run.arch is None:
+        return f"pixel {run.distance}"
+    weights = "ImageNet" if run.weights == "imagenet" else "untrained" if run.weights == "random" else run.weights
+    return f"{run.arch} ({weights}) {'+'.join(run.points or ())}"
 
 
-__all__ = ["format_task_demos", "run_task_demos"]
+def run_training_sweep(out_dir: str | Path, spec: Mapping[str, Any], workers: int = 2, run: bool = True,
+                       progress: bool = True) -> dict[str, Any]:
+    """Run (or, ``run=False``, only look up) the demo's training sweep in ``out_dir/results.sqlite``.
+
+    Finished runs are kept and reused; a run killed half way resumes from its checkpoint.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    db = out / "results.sqlite"
+    summary = None
+    if run:
+        executor = "processes" if workers > 1 else "inprocess"
+        summary = run_sweep(spec, db, executor=executor, workers=workers, progress=progress)
+    return {"db": str(db), "work_root": str(default_work_root(db)), "summary": summary}
+
+
+def _plateau(curve: list[float]) -> dict[str, Any]:
+    """Whether a loss curve (per epoch) has flattened: the mean of its last quarter (at least two
+    epochs) improves on the quarter before by less than :data:`PLATEAU_TOLERANCE`."""
+    k = max(2, len(curve) // 4)
+    if len(curve) < 2 * k:
+        return {"plateaued": False, "last_improvement": None}
+    last, before = float(np.mean(curve[-k:])), float(np.mean(curve[-2 * k:-k]))
+    improvement = (before - last) / abs(before) if before else 0.0
+    return {"plateaued": improvement < PLATEAU_TOLERANCE, "last_improvement": improvement}
+
+
+def collect_runs(spec: Mapping[str, Any], db: str | Path) -> dict[str, list[dict[str, Any]]]:
+    """Per task, every run of ``spec`` with its status, metrics, training curve and plateau check."""
+    db = Path(db)
+    runs = expand(spec)
+    records = {}
+    if db.exists():
+        with ResultsStore(db) as store:
+            records = {r.id: r for r in store.records([r.id for r in runs])}
+    root = default_work_root(db)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        rec = records.get(run.id)
+        entry: dict[str, Any] = {"id": run.id, "loss": loss_label(run), "arch": run.arch, "weights": run.weights,
+                                 "point": run.label, "status": rec.status if rec else "not run",
+                                 "work_dir": str(root / run.id)}
+        metrics_file = root / run.id / "metrics.json"
+        if rec is not None and rec.status == "finished" and metrics_file.exists():
+            full = json.loads(metrics_file.read_text())
+            train = full.get("train", {})
+            curve = train.get("val_losses") or train.get("epoch_losses") or []
+            entry.update(metrics=full["metrics"], config=full["config"]["config"], steps=train.get("steps"),
+                         epochs=train.get("epochs"), seconds=train.get("train_seconds"),
+                         curve=curve, curve_kind="validation loss" if train.get("val_losses") else "training loss",
+                         **_plateau(curve))
+        elif rec is not None and rec.status == "failed":
+            entry["error"] = rec.error
+        out.setdefault(run.task, []).append(entry)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Trivial baselines (computed on the same data the runs were evaluated on)
+
+
+def superres_baseline(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Bicubic upscaling (the runs measure it on the same images)."""
+    done = [r for r in runs if "metrics" in r]
+    if not done:
+        return {}
+    m = done[0]["metrics"]
+    return {"bicubic": {"psnr": m.get("bicubic_psnr"), "ssim": m.get("bicubic_ssim"), "lpips": m.get("bicubic_lpips")}}
+
+
+def autoencoder_baseline(config: Mapping[str, Any], seed: int = 0) -> dict[str, Any]:
+    """The majority class of the probes' test split (what a probe that learnt nothing scores)."""
+    data = load_autoencoding_data("builtin", val_fraction=config["val_fraction"], seed=seed, pad_to=config["pad_to"])
+    labels = np.array([data.probe_test.label(i) for i in range(len(data.probe_test))])
+    counts = np.bincount(labels, minlength=data.num_classes)
+    return {"majority class": {"accuracy": float(counts.max() / counts.sum()), "linear_accuracy": None,
+                               "pixel_mse": None}}
+
+
+def segmentation_baseline(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Scores of predicting road everywhere and nowhere on the runs' test tiles."""
+    data = load_segmentation_data("builtin", crop=config["crop"], n_train=config["n_train"], n_val=config["n_val"],
+                                  n_test=config["n_test"], tile_size=config["tile_size"], seed=0)
+    out = {}
+    for name, value in (("all road", 1.0), ("no road", 0.0)):
+        counts = RoadCounts()
+        for i in range(len(data.test)):
+            _, mask = data.test[i]
+            counts = counts + road_counts(torch.full_like(mask[0], value), mask[0], config["threshold"],
+                                          config["buffer"])
+        exact, relaxed = road_scores(counts), road_scores(counts, relaxed=True)
+        scores = {k: (0.0 if v is None or (isinstance(v, float) and math.isnan(v)) else v) for k, v in exact.items()}
+        rq = relaxed.get("quality")
+        scores["relaxed_quality"] = 0.0 if rq is None or math.isnan(rq) else rq
+        out[name] = scores
+    return out
+
+
+def judge_task(task: str, runs: list[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
+    """The task's baselines, and for every finished run whether it beats them and plateaued."""
+    done = [r for r in runs if "metrics" in r]
+    if not done:
+        return {"baselines": {}, "checks": []}
+    config = done[0]["config"]
+    baselines = {"superres": lambda: superres_baseline(runs), "autoencoder": lambda: autoencoder_baseline(config, seed),
+                 "segmentation": lambda: segmentation_baseline(config)}[task]()
+    headline = TASK_METRICS[task][0]
+    trivial = max(b[headline] for b in baselines.values() if b.get(headline) is not None)
+    checks = []
+    for r in done:
+        value = r["metrics"].get(headline)
+        margin = SR_MARGIN_DB if task == "superres" and r["arch"] is None else 0.0
+        beats = value is not None and value > trivial + margin
+        r["beats_baseline"] = beats
+        r["gain_over_baseline"] = None if value is None else value - trivial
+        checks.append({"loss": r["loss"], "metric": headline, "value": value, "baseline": trivial,
+                       "required_margin": margin, "beats_baseline": beats, "plateaued": r.get("plateaued")})
+    return {"baselines": baselines, "baseline_value": trivial, "checks": checks}
+
+
+def trained_model(task: str, run: Mapping[str, Any]) -> torch.nn.Module:
+    """The trained network of a finished run, rebuilt from its folder (config + final checkpoint)."""
+    from ..tasks.autoencoding import ConvVAE
+    from ..tasks.segmentation import IterativeUNet
+    from ..tasks.superres import TransformNet
+
+    cfg = CONFIGS[task](**run["config"])
+    if task == "superres":
+        model = TransformNet(cfg.scale, cfg.width, cfg.blocks, cfg.residual)
+    elif task == "autoencoder":
+        model = ConvVAE(32, cfg.z_dim, sample=cfg.sample)  # built-in digits are 32x32
+    else:
+        model = IterativeUNet(cfg.width, cfg.depth, cfg.iterations)
+    state = torch.load(Path(run["work_dir"]) / "checkpoint.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+__all__ = ["ARCH", "DEMO_TASKS", "TASK_METRICS", "TASK_TITLES", "TRAIN_POINTS", "collect_runs", "demo_spec",
+           "judge_task", "loss_label", "run_training_sweep", "trained_model"]

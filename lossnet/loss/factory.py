@@ -131,34 +131,36 @@ def _pixel_metric(args: dict, common: dict) -> PerceptualLoss:
 
 
 def _from_preset(preset: MetricPreset, args: dict, seed: int | None, common: dict) -> PerceptualLoss:
-    def conflict(field: str, given: Any, fixed: Any, fix: str = "") -> LossnetError:
-        own = (f"create_metric({preset.arch!r}, layers=..., distance=..., ...)" if preset.arch else
-               "create_metric('<architecture>', ...)")
-        return LossnetError(f"preset {preset.name!r} fixes {field}={fixed!r}, but {field}={given!r} was given. "
-                            f"{fix or f'Drop {field}=, or build your own metric with {own}.'}")
-
     if preset.pixel:
         extra = [k for k in ("layers", "weights", "lin", "input_norm") if args[k] is not None]
         extra += [k for k in ("layer_weights", "tokens") if common.get(k) is not None]
         if extra:
             raise LossnetError(f"preset {preset.name!r} is a pixel baseline and uses no network: drop "
                                f"{', '.join(extra)} (or name a network instead).")
+    conflicts: list[tuple[str, Any, Any]] = []  # (field, given, fixed by the preset)
     if args["distance"] is not None and canonical_distance(args["distance"]) != preset.distance:
-        raise conflict("distance", args["distance"], preset.distance)
+        conflicts.append(("distance", args["distance"], preset.distance))
     if args["layers"] is not None and not preset.pixel and not _same_layers(preset, args["layers"]):
-        raise conflict("layers", args["layers"], preset.layers)
+        conflicts.append(("layers", args["layers"], preset.layers))
     if args["input_norm"] is not None and args["input_norm"] != preset.input_norm:
-        raise conflict("input_norm", args["input_norm"], preset.input_norm)
+        conflicts.append(("input_norm", args["input_norm"], preset.input_norm))
     tokens = common.get("tokens")
     if tokens is not None and preset.tokens is not None and tokens != preset.tokens:
-        raise conflict("tokens", tokens, preset.tokens)
+        conflicts.append(("tokens", tokens, preset.tokens))
     lin = args["lin"]
     if preset.lin is not None and lin is not None and not (isinstance(lin, str) and lin == preset.lin):
-        fix = ""
-        if preset.lpips_net:
+        conflicts.append(("lin", lin, preset.lin))
+    if conflicts:
+        fixed = ", ".join(f"{f}={v!r}" for f, _, v in conflicts)
+        given = ", ".join(f"{f}={v!r}" for f, v, _ in conflicts)
+        names = ", ".join(f"{f}=" for f, _, _ in conflicts)
+        own = (f"create_metric({preset.arch!r}, layers=..., distance=..., ...)" if preset.arch else
+               "create_metric('<architecture>', ...)")
+        fix = f"Drop {names}, or build your own metric with {own}."
+        if any(f == "lin" for f, _, _ in conflicts) and preset.lpips_net:
             nolin = lpips_preset_name(preset.lpips_net, preset.lpips_version or "0.1", lin=False)
-            fix = f"For your own lin weights on the same layers use create_metric({nolin!r}, lin=...)."
-        raise conflict("lin", lin, preset.lin, fix)
+            fix += f" For your own lin weights on the same layers use create_metric({nolin!r}, lin=...)."
+        raise LossnetError(f"preset {preset.name!r} fixes {fixed}, but {given} was given. {fix}")
     if preset.pixel:
         metric = PerceptualLoss(distance=preset.distance, **common)
     elif preset.builder is not None:
@@ -182,8 +184,10 @@ def _from_preset(preset: MetricPreset, args: dict, seed: int | None, common: dic
 
 
 def _same_layers(preset: MetricPreset, layers: Any) -> bool:
-    if preset.arch is None:
-        return layers == preset.layers
+    if preset.arch is None or preset.builder is not None:  # the builder's network: compare the names
+        as_list = [layers] if isinstance(layers, str) else list(layers)
+        fixed = [preset.layers] if isinstance(preset.layers, str) else list(preset.layers or ())
+        return as_list == fixed
     return resolve_layers(preset.arch, layers) == resolve_layers(preset.arch, preset.layers)
 
 

@@ -21,10 +21,11 @@ so prefer fp16 or float32 for style); fp16 to 5e-3 (style: 5e-2).
 Example:
     >>> import torch
     >>> from lossnet.loss import PerceptualLoss
-    >>> metric = accelerate(PerceptualLoss("alexnet", layers=["features.1"], weights="random"), autocast="bf16")
-    >>> acceleration(metric)
-    {'channels_last': True, 'autocast': 'bf16', 'compile': False}
-    >>> metric(torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)).dtype
+    >>> from lossnet.networks import LossNetwork
+    >>> trunk = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU())
+    >>> metric = PerceptualLoss(network=LossNetwork(trunk, layers=["1"], input_norm="none"), distance="mse")
+    >>> metric = accelerate(metric, autocast="bf16")
+    >>> metric(torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)).dtype  # bf16 trunk, float32 distance
     torch.float32
 """
 from __future__ import annotations
@@ -179,7 +180,8 @@ def accelerate(metric: nn.Module, channels_last: bool = True, autocast: str | to
     """Run the trunk(s) of ``metric`` channels-last, under autocast, compiled: in place; returns ``metric``.
 
     Args:
-        metric: a :class:`lossnet.PerceptualLoss` or any module holding :class:`LossNetwork` s.
+        metric: a :class:`lossnet.PerceptualLoss` (DISTS included), a :class:`LossNetwork`, or any
+            module holding them.
         channels_last: NHWC weights and inputs for the trunk.
         autocast: ``"bf16"``, ``"fp16"`` or None (float32). Distances are computed in float32.
         compile: ``True`` for ``torch.compile`` with inductor, or a backend name (``"aot_eager"``...).
@@ -190,9 +192,12 @@ def accelerate(metric: nn.Module, channels_last: bool = True, autocast: str | to
             when the device cannot autocast to the requested precision.
 
     Example:
-        >>> from lossnet.loss import PerceptualLoss
-        >>> metric = accelerate(PerceptualLoss("alexnet", layers=["features.1"], weights="random"))
-        >>> acceleration(accelerate(metric, channels_last=False)) is None  # back to the plain trunk
+        >>> from torch import nn
+        >>> from lossnet.networks import LossNetwork
+        >>> net = LossNetwork(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()), layers=["1"], input_norm="none")
+        >>> acceleration(accelerate(net, autocast="fp16"))
+        {'channels_last': True, 'autocast': 'fp16', 'compile': False}
+        >>> acceleration(accelerate(net, channels_last=False)) is None  # back to the plain trunk
         True
     """
     if not isinstance(channels_last, bool):
@@ -214,8 +219,9 @@ def acceleration(metric: nn.Module) -> dict[str, Any] | None:
     None when every trunk is plain; ``{"trunks": [settings or None, ...]}`` when they differ.
 
     Example:
-        >>> from lossnet.loss import PerceptualLoss
-        >>> acceleration(PerceptualLoss("alexnet", layers=["features.1"], weights="random")) is None
+        >>> from torch import nn
+        >>> from lossnet.networks import LossNetwork
+        >>> acceleration(LossNetwork(nn.Sequential(nn.Conv2d(3, 8, 3)), layers=["0"], input_norm="none")) is None
         True
     """
     settings = [net.body.settings if isinstance(net.body, AcceleratedTrunk) else None for net in _loss_networks(metric)]

@@ -102,20 +102,20 @@ class PerceptualMetric(nn.Module):
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         """Add the per-sample values of a batch."""
-        values = per_sample_values(self.metric, pred, target)
+        self._add(per_sample_values(self.metric, pred, target))
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Update with the batch and return the batch's own mean (float64)."""
+        return self._add(per_sample_values(self.metric, pred, target)).mean()
+
+    def _add(self, values: torch.Tensor) -> torch.Tensor:
         values = values.to(device=_state_device(values.device), dtype=torch.float64)
         batch_sum = values.sum()
         self._sum = batch_sum if self._sum is None else self._sum + batch_sum.to(self._sum.device)
         self._count += values.numel()
         if self.keep_values:
             self._values.append(values.cpu())
-
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Update with the batch and return the batch's own mean (float64)."""
-        before_sum, before_count = self._sum, self._count
-        self.update(pred, target)
-        batch_sum = self._sum if before_sum is None else self._sum - before_sum.to(self._sum.device)
-        return batch_sum / (self._count - before_count)
+        return values
 
     @property
     def count(self) -> int:

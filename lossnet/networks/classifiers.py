@@ -574,3 +574,5 @@ __all__ = [
     "ensure_registered", "is_classifier_name", "parse_name", "register_catalogue", "resnet_layout", "resnet_name",
     "set_bn_momentum", "stage_outputs", "vision_transformer", "vit_name", "with_classes",
 ]
+
+register_catalogue()

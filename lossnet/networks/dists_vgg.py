@@ -18,14 +18,14 @@ torchvision VGG-16 state dict loads (its ``classifier.*`` keys are ignored). The
 itself is :func:`lossnet.loss.dists.dists`.
 
 Example:
-    >>> model = dists_vgg16(weights="random")
-    >>> [tuple(f.shape) for f in model.stages(torch.rand(1, 3, 32, 32)).values()]
+    >>> from lossnet.networks.extraction import LossNetwork
+    >>> net = LossNetwork("dists_vgg16", weights="random")
+    >>> [tuple(f.shape) for f in net(torch.rand(1, 3, 32, 32)).values()]
     [(1, 3, 32, 32), (1, 64, 32, 32), (1, 128, 16, 16), (1, 256, 8, 8), (1, 512, 4, 4), (1, 512, 2, 2)]
 """
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 from typing import Mapping
 
 import torch
@@ -37,7 +37,7 @@ from .registry import IMAGENET_MEAN, IMAGENET_STD, ArchSpec, register_architectu
 from .weights import download_checkpoint, load_model, load_state_dict_strict
 
 DISTS_POINTS = ("image", "features.3", "features.8", "features.15", "features.22", "features.29")
-DISTS_STAGE_NAMES = ("image", "relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
+# The stages: the input, then relu1_2, relu2_2, relu3_3, relu4_3, relu5_3.
 DISTS_CHANNELS = (3, 64, 128, 256, 512, 512)
 # torchvision's VGG-16 configuration "D" up to relu5_3 ("P" = the pooling layer).
 _VGG16_CONFIG = (64, 64, "P", 128, 128, "P", 256, 256, 256, "P", 512, 512, 512, "P", 512, 512, 512)
@@ -105,7 +105,7 @@ torch.fx.wrap("resize_shorter_side")
 class DistsVGG16(nn.Module):
     """VGG-16 features up to relu5_3 with L2 pooling; input in [0, 1], ImageNet mean/std inside.
 
-    ``forward`` returns relu5_3; :meth:`stages` returns the six DISTS stages. With
+    ``forward`` returns relu5_3; the DISTS stages are its nodes :data:`DISTS_POINTS`. With
     ``resize=True`` inputs first go through :func:`resize_shorter_side` (256), and the
     ``image`` stage is the resized image.
     """
@@ -135,19 +135,6 @@ class DistsVGG16(nn.Module):
             x = resize_shorter_side(x)
         x = self.image(x)
         return self.features((x - self.mean) / self.std)
-
-    def stages(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
-        """The DISTS stages ``{point: (B, C, H, W)}`` of a [0, 1] batch (no input checks)."""
-        if self.resize:
-            x = resize_shorter_side(x)
-        out = OrderedDict(image=x)
-        h = (x - self.mean) / self.std
-        wanted = set(DISTS_POINTS[1:])
-        for i, layer in enumerate(self.features):
-            h = layer(h)
-            if f"features.{i}" in wanted:
-                out[f"features.{i}"] = h
-        return out
 
 
 def vgg16_feature_state(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

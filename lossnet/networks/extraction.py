@@ -550,9 +550,12 @@ class LossNetwork(nn.Module):
                 return False
             return all(out[p].numel() > 0 for p in self.points)
 
-        lo, hi = 1, 2048
-        if not works(hi):
-            return None
+        hi = 1  # doubling, then bisection: few probes for the usual small minimum
+        while not works(hi):
+            if hi >= 4096:
+                return None
+            hi *= 2
+        lo = hi // 2 + 1 if hi > 1 else 1
         while lo < hi:
             mid = (lo + hi) // 2
             if works(mid):

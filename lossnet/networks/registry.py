@@ -235,6 +235,7 @@ def register_architecture(spec: ArchSpec, *, replace: bool = False) -> ArchSpec:
         ...     build_kwargs={"width": 4}, layer_sets={"pihlgren": ("1",)}), replace=True)
         >>> "tiny_doctest_net" in list_architectures("tiny_*")
         True
+        >>> del ARCHITECTURES["tiny_doctest_net"]  # (the registry is a dict: entries can be removed)
     """
     if not isinstance(spec, ArchSpec):
         raise LossnetError(f"register_architecture takes an ArchSpec, got {type(spec).__name__}.")

@@ -247,10 +247,17 @@ def module_info(name: str, mean: RGB | None, std: RGB | None, norm_source: str, 
 def _pretrained_or_default(spec: ArchSpec) -> dict[str, Any]:
     """The fields of the architecture's pretrained weights, or ImageNet defaults where it has none."""
     if spec.source in ("factory", "module"):
-        return _with_spec_norm(spec, {"mean": IMAGENET_MEAN, "std": IMAGENET_STD,
+        return _with_spec_norm(spec, {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "_default": True,
                                       "norm_source": "ImageNet statistics (default: the spec names none)",
                                       "source": spec.source})
-    return _with_spec_norm(spec, PRETRAINED_INFO[spec.source](spec, None))
+    try:
+        fields = PRETRAINED_INFO[spec.source](spec, None)
+    except (WeightsError, ValueError, KeyError):  # a builder without pretrained weights or metadata
+        if spec.source not in ("torchvision",):
+            raise
+        fields = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "source": spec.source, "_default": True,
+                  "norm_source": f"ImageNet statistics (default: torchvision has no weights for {spec.builder!r})"}
+    return _with_spec_norm(spec, fields)
 
 
 def _with_spec_norm(spec: ArchSpec, fields: dict[str, Any]) -> dict[str, Any]:
@@ -261,7 +268,7 @@ def _with_spec_norm(spec: ArchSpec, fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def _random_norm_source(base: dict[str, Any]) -> str:
-    if base.get("source") in ("factory", "module"):
+    if base.get("_default") or base["norm_source"].startswith("the architecture spec"):
         return base["norm_source"]
     return f"{base['norm_source']} (the architecture's pretrained weights)"
 

@@ -39,8 +39,8 @@ from torch.utils.data import ConcatDataset, DataLoader
 
 from ..distances.functional import (
     FEATURE_DISTANCES,
-    _layer_weight_map,
     canonical_distance,
+    layer_weight_map,
 )
 from ..distances.lin import save_lin
 from ..errors import LossnetError
@@ -145,7 +145,7 @@ class LinCalibrator:
         self.device = torch.device(device)
         self.distance = metric.distance
         self.points = list(metric.net.points)
-        self.layer_weights = _layer_weight_map(self.points, metric.layer_weights)
+        self.layer_weights = layer_weight_map(self.points, metric.layer_weights)
         self.engine = DistanceEngine(self.metric)
         channels = _channels(self.metric, self.device)
         start = metric.lin

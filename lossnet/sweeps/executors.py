@@ -118,38 +118,52 @@ class SweepProgress:
         self.bar.close()
 
 
+class _SignalExit:
+    """What :func:`exit_on_signals` yields: ``received`` (the signal that ended the run, or
+    None) and :meth:`reinstall` (install the handlers again after a library replaced them)."""
+
+    def __init__(self, signals: Sequence[int]) -> None:
+        self.received: int | None = None
+        self.previous: dict[int, Any] = {}
+        for sig in signals:
+            if signal.getsignal(sig) is signal.SIG_DFL:
+                self.previous[sig] = signal.signal(sig, self._handler)
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.received = signum
+        raise SystemExit(128 + signum)
+
+    def reinstall(self) -> None:
+        for sig in self.previous:
+            signal.signal(sig, self._handler)
+
+    def restore(self) -> None:
+        for sig, old in self.previous.items():
+            signal.signal(sig, old)
+
+
 @contextlib.contextmanager
-def exit_on_signals(signals: Sequence[int] = (signal.SIGTERM, signal.SIGHUP)) -> Iterator[Callable[[], None]]:
+def exit_on_signals(signals: Sequence[int] = (signal.SIGTERM, signal.SIGHUP)) -> Iterator[_SignalExit]:
     """While inside, SIGTERM and SIGHUP raise ``SystemExit(128 + signal)`` in the main thread,
     so the cleanup that Ctrl-C runs (``finally`` blocks: runs given back, workers and a local
     Ray instance stopped) runs for them too. Handlers someone else installed before are left
-    alone; the yielded function installs ours again (``ray.init`` replaces them with its own).
+    alone; ``reinstall()`` of the yielded object installs ours again (``ray.init`` replaces
+    them with its own).
 
     Example:
-        >>> with exit_on_signals() as reinstall:
-        ...     reinstall()
+        >>> with exit_on_signals() as signals:
+        ...     signals.reinstall()
+        >>> signals.received is None
+        True
     """
     if threading.current_thread() is not threading.main_thread():
-        yield lambda: None
+        yield _SignalExit(())
         return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = {}
-    for sig in signals:
-        if signal.getsignal(sig) is signal.SIG_DFL:
-            previous[sig] = signal.signal(sig, handler)
-
-    def reinstall() -> None:
-        for sig in previous:
-            signal.signal(sig, handler)
-
+    state = _SignalExit(signals)
     try:
-        yield reinstall
+        yield state
     finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+        state.restore()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -725,7 +739,7 @@ class RayExecutor(Executor):
         start = time.perf_counter()
         guard: _LocalRayGuard | None = None
         started_here = False
-        with exit_on_signals() as reinstall_signals:
+        with exit_on_signals() as signals:
             try:
                 if not ray.is_initialized():
                     kwargs = {"include_dashboard": False, "log_to_driver": False, **self.init_kwargs}
@@ -738,11 +752,15 @@ class RayExecutor(Executor):
                     finally:
                         # Ray's SIGTERM handler kills its processes under the connected driver (which
                         # then aborts) and skips our cleanup: ours gives runs back, then shuts Ray down.
-                        reinstall_signals()
+                        signals.reinstall()
                     if self.address is None:
                         guard = _LocalRayGuard(ray, before)
                 return self._drive(ray, store, [dict(r) for r in runs], work_root, retry_failed, list(imports),
                                    progress, start)
+            except SystemExit:
+                if signals.received is not None:  # Ray turns our SystemExit inside ray.wait into exit code 1
+                    raise SystemExit(128 + signals.received) from None
+                raise
             finally:
                 if guard is not None:
                     guard.stop()

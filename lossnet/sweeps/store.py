@@ -707,7 +707,7 @@ class ResultsStore:
             ...     try:
             ...         store.check_export_target(store.path, "csv", force=True)
             ...     except StoreError as e:
-            ...         print("the results store itself" in str(e))
+            ...         print("it is the results store" in str(e))
             True
         """
         if fmt not in EXPORT_FORMATS:

@@ -215,7 +215,8 @@ def paper_config(arch: str) -> str:
         return "kumar-resnet"
     if parsed.family == nets.FAMILY_EFFICIENTNET:
         return "kumar-efficientnet"
-    return "kumar-vit-l4" if parsed.build_kwargs["hidden"] >= 1024 else "kumar-vit-b8"
+    kw = parsed.build_kwargs  # the ViT-L recipe for ViT-L and the sweeps around it (width 1024 or 24 blocks)
+    return "kumar-vit-l4" if kw["hidden"] >= 1024 or kw["depth"] >= 24 else "kumar-vit-b8"
 
 
 # --------------------------------------------------------------------------------------------
@@ -370,10 +371,9 @@ class Evaluator:
             return read_json(self.path(step))
         trainer = self.ref["trainer"]
         model = trainer.eval_model()
-        state = rng_state()  # evaluation must never move the training RNG streams
+        state = rng_state()  # evaluation must never move the training RNG streams (torch, CUDA, numpy, python)
         try:
-            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-                row = self._evaluate(model, step, trainer)
+            row = self._evaluate(model, step, trainer)
         finally:
             set_rng_state(state)
         write_json(self.path(step), row)
@@ -502,6 +502,7 @@ def _summarize(rows: list[dict], cfg: ClassifierConfig, summary: Mapping[str, An
     final = rows[-1] if rows else {}
     best = best_by(rows, lambda r: r.get("ps", {}).get(head))
     best_top1 = best_by(rows, lambda r: r.get("top1"))
+    trained = best_by([r for r in rows if r["step"] > 0], lambda r: r.get("ps", {}).get(head))
     metrics: dict[str, Any] = {
         "top1": final.get("top1"), "top5": final.get("top5"),
         **{f"ps_{d}": final.get("ps", {}).get(d) for d in cfg.ps_distances},
@@ -509,6 +510,10 @@ def _summarize(rows: list[dict], cfg: ClassifierConfig, summary: Mapping[str, An
         "best_ps": best["ps"][head] if best else None, "best_ps_step": best["step"] if best else None,
         "best_ps_top1": best["top1"] if best else None, "best_ps_checkpoint": best["checkpoint"] if best else None,
         "best_top1": best_top1["top1"] if best_top1 else None,
+        # early stopping proper: the best checkpoint of training, the initialisation left out
+        "best_trained_ps": trained["ps"][head] if trained else None,
+        "best_trained_ps_step": trained["step"] if trained else None,
+        "best_trained_ps_top1": trained["top1"] if trained else None,
         "train_steps": summary.get("steps"), "train_seconds": summary.get("train_seconds"),
         "eval_seconds": sum(r.get("seconds", 0.0) for r in rows),
     }

@@ -85,3 +85,35 @@ def test_console_script_entry_point():
     out = subprocess.run([sys.executable, "-m", "lossnet", "--help"], capture_output=True, text=True, check=True)
     for command in ("list", "distance", "demo"):
         assert command in out.stdout
+
+
+@pytest.mark.parametrize("command", ["distance", "score"])
+def test_lpips_lin_with_other_layers_or_distance_is_an_error_everywhere(image_files, capsys, command):
+    """`--lin lpips` means LPIPS's learned weights for its layers and spatial distance: with other layers or
+    another distance it is an error in every command, never a silent full LPIPS."""
+    metric_flags = ["--net", "vgg", "--layers", "features.3", "--distance", "mse", "--lin", "lpips",
+                    "--weights", "random"]
+    argv = ([command, str(image_files[0]), str(image_files[1])] if command == "distance"
+            else ["score", "2afc", "--data", "builtin", "--limit", "2", "--no-progress"]) + metric_flags
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "lin='lpips'" in err and "features.3" in err
+
+
+@pytest.mark.parametrize("command", ["distance", "score"])
+def test_net_none_without_a_pixel_distance_is_an_error_and_builds_nothing(image_files, capsys, monkeypatch,
+                                                                          command):
+    import lossnet.networks.weights as weights_mod
+
+    monkeypatch.setattr(weights_mod, "load_model", lambda *a, **k: pytest.fail("no network may be built"))
+    argv = ([command, str(image_files[0]), str(image_files[1])] if command == "distance"
+            else ["score", "2afc", "--data", "builtin", "--limit", "2", "--no-progress"]) + ["--net", "none"]
+    assert main(argv) == 2
+    assert "--distance l2 or --distance ssim" in capsys.readouterr().err
+
+
+def test_version_flag_without_an_lpips_metric_is_an_error(image_files, capsys):
+    argv = ["distance", str(image_files[0]), str(image_files[1]), "--net", "resnet18", "--weights", "random",
+            "--version", "0.0"]
+    assert main(argv) == 2
+    assert "--version 0.0 applies to the LPIPS metrics" in capsys.readouterr().err

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import textwrap
 from pathlib import Path
@@ -130,3 +131,61 @@ def test_cli_errors(tmp_path, capsys):
     err = capsys.readouterr()
     assert "unknown extraction point of resnet18 'layer9'" in err.out + err.err
     assert not Path(tmp_path / "x.csv").exists()
+
+
+def _noop_store(path: Path, n: int = 2) -> str:
+    from lossnet.sweeps.spec import expand
+    from lossnet.sweeps.store import ResultsStore
+
+    store = ResultsStore(path)
+    runs = expand({"grid": {"tasks": ["noop"], "seeds": list(range(n))}})
+    store.add_runs(runs)
+    for r in runs:
+        store.finish(store.claim(r.id, "w"), {"score": float(r.seed)})
+    store.close()
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_export_never_overwrites_its_store_or_a_foreign_file(tmp_path, capsys):
+    db = tmp_path / "r.sqlite"
+    digest = _noop_store(db)
+    for flag in ("--csv", "--parquet"):
+        for extra in ((), ("--force",)):
+            assert lossnet("sweep", "export", "--db", str(db), flag, str(db), *extra) == 2
+            out = capsys.readouterr()
+            assert "it is the results store" in out.out + out.err
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == digest
+    from lossnet.sweeps.store import ResultsStore
+
+    assert ResultsStore(db).counts()["finished"] == 2  # still the store, with its runs
+
+    notes = tmp_path / "notes.csv"
+    notes.write_text("mine\n")
+    good = tmp_path / "ok.parquet"
+    # a refused target stops the whole export: the other one is not written either
+    assert lossnet("sweep", "export", "--db", str(db), "--csv", str(notes), "--parquet", str(good)) == 2
+    out = capsys.readouterr()
+    assert "refusing to overwrite" in out.out + out.err and "--force" in out.out + out.err
+    assert notes.read_text() == "mine\n" and not good.exists()
+    assert lossnet("sweep", "export", "--db", str(db), "--csv", str(notes), "--force") == 0
+    assert "wrote 2 runs" in capsys.readouterr().out
+    assert lossnet("sweep", "export", "--db", str(db), "--csv", str(notes)) == 0  # now an export of its own
+    with open(notes, newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == 2
+    assert lossnet("sweep", "export", "--db", str(db), "--csv", str(good), "--parquet", str(good)) == 2
+
+
+def test_bad_executor_flags_are_clear_errors(tmp_path, capsys):
+    spec = tmp_path / "noop.toml"
+    spec.write_text('[grid]\ntasks = ["noop"]\nseeds = [0]\n')
+    db = tmp_path / "r.sqlite"
+    for argv, message in [(("--executor", "processes", "--workers", "-1"), "--workers must be a whole number"),
+                          (("--executor", "processes", "--workers", "0"), "--workers must be a whole number"),
+                          (("--workers", "4"), "--workers 4 needs --executor processes"),
+                          (("--address", "auto"), "--address is for --executor ray"),
+                          (("--limit", "-1"), "--limit must be"),
+                          (("--stale-after", "0"), "--stale-after) must be a positive")]:
+        assert lossnet("sweep", "run", str(spec), "--db", str(db), "--quiet", *argv) == 2, argv
+        out = capsys.readouterr()
+        assert message in out.out + out.err, (argv, out)
+    assert not db.exists()

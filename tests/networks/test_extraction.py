@@ -176,3 +176,78 @@ def test_in_place_relu_kept_where_it_overwrites_nothing_returned():
     inplace = {name for name, m in net.body.named_modules() if getattr(m, "inplace", False)}
     assert "features.1" not in inplace  # its input, features.0, is returned
     assert "features.3" in inplace  # its input, features.2, is not
+
+
+# --- careless inputs (issue 9) ---------------------------------------------------------------
+
+from lossnet.errors import InputError, LossnetError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def small_vgg():
+    return LossNetwork("vgg11", ["features.1", "features.4"], weights="random", seed=2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_inputs_of_any_float_dtype_are_cast_to_the_network(small_vgg, photos, dtype):
+    reference = small_vgg(photos)
+    feats = small_vgg(photos.to(dtype))
+    tol = {torch.float64: 1e-6, torch.float16: 2e-3, torch.bfloat16: 2e-2}[dtype]
+    for p, f in feats.items():
+        assert f.dtype == torch.float32
+        torch.testing.assert_close(f, reference[p], rtol=tol, atol=tol)
+
+
+def test_double_input_keeps_its_gradient(small_vgg, photos):
+    x = photos[:1].double().requires_grad_(True)
+    small_vgg(x)["features.4"].sum().backward()
+    assert x.grad.dtype == torch.float64 and x.grad.abs().sum() > 0
+
+
+def test_a_half_precision_network_returns_float32(photos):
+    net = LossNetwork("squeezenet1_1", ["features.1"], weights="random").to(torch.bfloat16)
+    feats = net(photos[:1])
+    assert net.dtype == torch.bfloat16 and feats["features.1"].dtype == torch.float32
+
+
+def test_meta_and_mismatched_device_inputs_are_clear_errors(small_vgg, photos):
+    with pytest.raises(InputError, match="meta device"):
+        small_vgg.extract(torch.empty(1, 3, 32, 32, device="meta"), check=False)
+    on_meta = LossNetwork("squeezenet1_1", ["features.1"], weights="random").to("meta")
+    with pytest.raises(InputError, match="input is on cpu but the network is on meta.*network.to\\('cpu'\\)"):
+        on_meta(photos)
+
+
+def test_images_too_small_for_the_points_say_the_minimum(photos):
+    net = LossNetwork("vgg16", ["features.3", "features.29"], weights="random")
+    assert net.min_input_size() == 16
+    for shape in [(1, 3, 15, 15), (1, 3, 1, 4096)]:
+        with pytest.raises(InputError, match=r"too small for the extraction points .* need at least 16x16 px"):
+            net(torch.rand(*shape))
+    assert net(torch.rand(1, 3, 16, 16))["features.29"].shape == (1, 512, 1, 1)
+
+
+@pytest.mark.parametrize("arch,point", [("vgg16", "features.30"), ("alexnet", "features.12"),
+                                        ("squeezenet1_1", "features.12")])
+def test_minimum_size_of_the_last_trunk_point_is_torchvisions_min_size(arch, point):
+    import torchvision
+
+    from lossnet.networks.build import meta_model
+
+    # the same network on the meta device: probing needs shapes only, not weights
+    net = LossNetwork(meta_model(lossnet.get_spec(arch)), [point], input_norm="none")
+    expected = torchvision.models.get_model_weights(arch).DEFAULT.meta["min_size"]
+    assert (net.min_input_size(),) * 2 == expected
+
+
+@pytest.mark.parametrize("layers", [3, [3], ["features.1", 4], torch.nn.ReLU(), {"features.1": 1}])
+def test_layers_of_the_wrong_kind_name_the_valid_forms(layers):
+    with pytest.raises(LossnetError, match="layers must be a layer-set name .* or a list of point names") as err:
+        LossNetwork("squeezenet1_1", layers, weights="random")
+    assert "lossnet.extraction_points('squeezenet1_1')" in str(err.value)
+
+
+@pytest.mark.parametrize("arch", [3, None, ["vgg16"]])
+def test_arch_of_the_wrong_kind_is_a_clear_error(arch):
+    with pytest.raises(LossnetError, match="an architecture is a name .* an ArchSpec or an nn.Module"):
+        LossNetwork(arch, weights="random")

@@ -1,0 +1,301 @@
+#!/usr/bin/env python
+"""In-process limit ratio: ``lossnet.score_2afc`` triplets/s against the trunk's own forward throughput.
+
+Run from the repo root::
+
+    python benchmarks/bench_limit.py            # writes benchmarks/results/limit.{json,md}
+    python benchmarks/bench_limit.py --quick    # fewer repeats
+
+Setting: CPU, vgg16 LPIPS metric (``lossnet.lpips("vgg")``, random weights, lin weights from
+the lpips wheel), 64x64 triplets held in memory (no decoding), batch 50 triplets = 150 images.
+
+1. **Limit ratio**: ``score_2afc(metric, items, batch_size=50, bootstrap=0)`` against the trunk alone
+   (``net.body`` on the same 150-image batches, already normalised and channels-last, under
+   ``torch.inference_mode``: the lowest cost any scorer of these triplets can have). Both are
+   interleaved, repeat by repeat; the paired ratio trunk_time / score_time is the fraction of the
+   trunk's throughput the scorer reaches (goal >= 0.90).
+2. **Where the rest goes**: the scorer's per-batch steps timed one by one on the same batches,
+   interleaved: data (batching, size runs, labels, stacking, concatenation), input checks, the
+   normalisation + layout copy, the trunk, the distance engine, and the accumulation into
+   per-triplet arrays.
+3. **Prototypes** of cheaper distance code (outside the package; exact same numbers checked):
+   the engine's spatial distance against a prototype that normalises with one fused norm and a
+   multiply and compares with one fused norm per pair, and one that accumulates all keys into one
+   transfer. Their effect is reported as the change of the engine step and of the whole-pass ratio.
+
+Load on the shared machine is recorded at start and end (``os.getloadavg``); every ratio is a
+median of per-repeat ratios (the two sides of a repeat run back to back).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(HERE.parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from common import (load_average, machine_info, machine_markdown, markdown_table,  # noqa: E402
+                    paired_ratios, set_threads, time_interleaved, write_results)
+
+BATCH = 50
+SIZE = 64
+PAIRS = [(0, 1), (0, 2)]
+
+
+def make_items(n: int, seed: int = 0) -> list[dict]:
+    """``n`` in-memory triplets of seeded random 64x64 images with judgements."""
+    g = torch.Generator().manual_seed(seed)
+    images = torch.rand(n, 3, 3, SIZE, SIZE, generator=g)
+    judges = torch.rand(n, generator=g)
+    return [{"ref": images[i, 0], "p0": images[i, 1], "p1": images[i, 2], "judge": judges[i], "index": i}
+            for i in range(n)]
+
+
+def batches_of(items: list[dict]) -> list[torch.Tensor]:
+    return [torch.cat([torch.stack([it[k] for it in items[s:s + BATCH]]) for k in ("ref", "p0", "p1")])
+            for s in range(0, len(items), BATCH)]
+
+
+# --------------------------------------------------------------------------- prototypes (outside the package)
+
+def spatial_fused(feats: dict, points: list, lin: dict | None, layer_weights: dict, groups: int = 3,
+                  pairs=PAIRS, eps: float = 1e-10, floor: float = 1e-10) -> dict:
+    """The spatial distance of every point and pair, with fewer passes over the features.
+
+    Same maths as lossnet.distances' spatial distance: f / (sqrt(max(sum f^2, floor^2)) + eps),
+    squared difference weighted by lin, summed over channels, mean over H, W. One fused norm
+    (no f^2 temporary), one multiply, and per pair one subtraction and one squared reduction
+    over H, W; lin applied to the (B, C) means.
+    """
+    out = {}
+    total = None
+    for p in points:
+        f = feats[p]
+        inv = torch.linalg.vector_norm(f, dim=1, keepdim=True).clamp_(min=floor).add_(eps).reciprocal_()
+        n = (f * inv).view(groups, f.shape[0] // groups, *f.shape[1:])
+        rows = []
+        for a, b in pairs:
+            d = torch.sub(n[a], n[b])
+            terms = d.mul_(d).mean(dim=(2, 3))  # (B, C)
+            rows.append(terms.sum(1) if lin is None else terms @ lin[p].reshape(-1).to(terms.dtype))
+        out[p] = torch.stack(rows)
+        w = layer_weights[p]
+        term = out[p] if w == 1.0 else out[p] * w
+        total = term if total is None else total + term
+    out["combined"] = total
+    return out
+
+
+def one_transfer(out: dict) -> np.ndarray:
+    """All (pair, key) rows of one batch as one float64 array: one device-to-host copy, not one per key."""
+    return torch.stack([t for per_key in out.values() for t in per_key.values()]).to("cpu", torch.float64).numpy()
+
+
+# --------------------------------------------------------------------------- the benchmark
+
+def build(weights_path: str):
+    import lossnet
+
+    metric = lossnet.lpips("vgg", weights=weights_path)
+    return metric.eval()
+
+
+def run(n: int, repeats: int) -> dict:
+    import tempfile
+
+    import lossnet
+    from lossnet.inputs import check_images
+    from lossnet.scoring import score_2afc
+    from lossnet.scoring.datasets import iter_batches, read_labels, same_size_runs, stack_images
+    from lossnet.scoring.engine import COMBINED, ChannelsLast, DistanceEngine, _Accumulator
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "vgg16_random_seed0.pt")
+        torch.save(lossnet.load_model("vgg16", weights="random", seed=0).state_dict(), path)
+        metric = build(path)
+    net = metric.net
+    items = make_items(n)
+    batches = batches_of(items)
+    engine = DistanceEngine(metric, None)
+    device = torch.device("cpu")
+
+    # --- 1. whole pass vs trunk alone (weights channels-last inside the block, as score_2afc does)
+    def score():
+        return score_2afc(metric, items, batch_size=BATCH, bootstrap=0, progress=False)
+
+    layout = ChannelsLast(metric, device, True)
+    with layout, torch.inference_mode():
+        ready = [layout.input(net.prepare(b)) for b in batches]
+
+    def trunk():
+        with layout, torch.inference_mode():
+            for x in ready:
+                net.body(x)
+
+    small = items[:10]
+    whole = time_interleaved({"score_2afc": score, "trunk": trunk}, warmup=1, repeats=repeats,
+                             warmup_fns={"score_2afc": lambda: score_2afc(metric, small, batch_size=10, bootstrap=0,
+                                                                          progress=False), "trunk": trunk})
+    limit = paired_ratios(whole["trunk"]["times_s"], whole["score_2afc"]["times_s"])
+    limit_cpu = paired_ratios(whole["trunk"]["cpu_times_s"], whole["score_2afc"]["cpu_times_s"])
+    print(f"limit ratio (trunk / score_2afc, paired): wall {limit['median']:.3f}, cpu {limit_cpu['median']:.3f}  "
+          f"load {load_average()}", flush=True)
+
+    # --- 2. the scorer's steps one by one, same batches
+    with layout, torch.inference_mode():
+        feats = [engine.features(layout.input(b)) for b in batches]
+        outs = [engine(b, 3, PAIRS, f) for b, f in zip(batches, feats)]
+
+        def data():
+            for batch in iter_batches(items, BATCH):
+                for run_items in same_size_runs(batch, ("ref", "p0", "p1"), "x"):
+                    read_labels(run_items, "judge", "x", 0.0, 1.0)
+                    torch.cat([stack_images(run_items, k, "x") for k in ("ref", "p0", "p1")])
+
+        def checks():
+            for b in batches:
+                check_images(b, name="x")
+
+        def prepare():
+            for b in batches:
+                layout.input(net.prepare(b))
+
+        def trunk_step():
+            for x in ready:
+                net.body(x)
+
+        def distances():
+            for b, f in zip(batches, feats):
+                engine(b, 3, PAIRS, f)
+
+        def accumulate():
+            acc = _Accumulator(engine, 2)
+            for o in outs:
+                acc.add(o)
+            acc.arrays()
+
+        def distances_fused():
+            for f in feats:
+                spatial_fused(f, engine.points, engine.lin, engine.layer_weights)
+
+        def accumulate_one_transfer():
+            rows = [one_transfer(o) for o in outs]
+            np.concatenate(rows, axis=1)
+
+        steps = {"data": data, "checks": checks, "prepare+layout": prepare, "trunk": trunk_step,
+                 "distances (engine)": distances, "accumulate": accumulate,
+                 "distances (prototype: fused)": distances_fused, "accumulate (prototype: one transfer)":
+                     accumulate_one_transfer}
+        parts = time_interleaved(steps, warmup=1, repeats=repeats)
+
+        # the prototype gives the engine's numbers
+        ref = outs[0]["spatial"]
+        proto = spatial_fused(feats[0], engine.points, engine.lin, engine.layer_weights)
+        proto_err = max(float(((proto[k] - ref[k]).abs() / ref[k].abs().clamp_min(1e-30)).max())
+                        for k in [*engine.points, COMBINED])
+
+    trunk_t = parts["trunk"]["times_s"]
+    breakdown = {name: {"median_s": t["median_s"], "cpu_median_s": t["cpu_median_s"],
+                        "share_of_trunk": paired_ratios(t["times_s"], trunk_t)["median"],
+                        "cpu_share_of_trunk": paired_ratios(t["cpu_times_s"], parts["trunk"]["cpu_times_s"])["median"]}
+                 for name, t in parts.items()}
+    for name, b in breakdown.items():
+        print(f"  {name:<40} {b['median_s']:.3f}s  {100 * b['share_of_trunk']:5.1f}% of the trunk "
+              f"(cpu {100 * b['cpu_share_of_trunk']:5.1f}%)", flush=True)
+
+    core = ("data", "checks", "prepare+layout", "distances (engine)", "accumulate")
+    overhead = sum(breakdown[k]["share_of_trunk"] for k in core)
+    overhead_cpu = sum(breakdown[k]["cpu_share_of_trunk"] for k in core)
+    saving = (breakdown["distances (engine)"]["share_of_trunk"] - breakdown["distances (prototype: fused)"]["share_of_trunk"]
+              + breakdown["accumulate"]["share_of_trunk"] - breakdown["accumulate (prototype: one transfer)"]["share_of_trunk"])
+    saving_cpu = (breakdown["distances (engine)"]["cpu_share_of_trunk"]
+                  - breakdown["distances (prototype: fused)"]["cpu_share_of_trunk"]
+                  + breakdown["accumulate"]["cpu_share_of_trunk"]
+                  - breakdown["accumulate (prototype: one transfer)"]["cpu_share_of_trunk"])
+    return {
+        "triplets": n, "batch_size": BATCH, "size": SIZE, "repeats": repeats,
+        "whole": {k: {kk: vv for kk, vv in v.items() if kk != "last"} for k, v in whole.items()},
+        "score_triplets_per_s": n / whole["score_2afc"]["median_s"],
+        "trunk_triplets_per_s": n / whole["trunk"]["median_s"],
+        "limit_ratio": limit, "limit_ratio_cpu": limit_cpu,
+        "breakdown": breakdown,
+        "predicted_ratio_from_steps": 1 / (1 + overhead), "predicted_ratio_from_steps_cpu": 1 / (1 + overhead_cpu),
+        "predicted_ratio_with_prototypes": 1 / (1 + overhead - saving),
+        "predicted_ratio_with_prototypes_cpu": 1 / (1 + overhead_cpu - saving_cpu),
+        "prototype_max_rel_diff": proto_err,
+    }
+
+
+def markdown(result: dict, info: dict) -> str:
+    r = result
+    rows = [[name, f"{b['median_s']:.3f}", f"{100 * b['share_of_trunk']:.1f}%", f"{100 * b['cpu_share_of_trunk']:.1f}%"]
+            for name, b in r["breakdown"].items()]
+    return f"""# In-process limit ratio: `score_2afc` against the trunk alone (CPU)
+
+Generated by `python benchmarks/bench_limit.py` on {info['date_utc']} in {r['seconds']:.0f} s; load average
+{info['load_average_at_start']} at start, {r['load_average_at_end']} at end (2 cores shared with other work: read the
+paired ratios, not the absolute times).
+
+vgg16 LPIPS (`lossnet.lpips("vgg")`, random trunk weights, lin from the lpips wheel), {r['size']}x{r['size']} triplets in
+memory, batch {r['batch_size']} (= {3 * r['batch_size']} images), {r['triplets']} triplets per timed run, {r['repeats']} interleaved repeats.
+
+## Limit ratio
+
+| | triplets/s (median) |
+|---|---|
+| trunk alone (`net.body`, inputs ready, channels-last) | {r['trunk_triplets_per_s']:.1f} |
+| `score_2afc` (whole pass) | {r['score_triplets_per_s']:.1f} |
+
+**score_2afc reaches {100 * r['limit_ratio']['median']:.1f}% of the trunk's throughput** (paired wall-clock ratios
+{r['limit_ratio']['all']}; process CPU time: {100 * r['limit_ratio_cpu']['median']:.1f}%). Goal: >= 90%.
+
+## Where the rest goes (each step on the same batches, as a share of the trunk's time)
+
+{markdown_table(['step', 'median s', 'share of trunk (wall)', 'share of trunk (CPU)'], rows)}
+
+Sum of the scorer's own steps (data, checks, prepare, distances, accumulate) predicts a ratio of
+{100 * r['predicted_ratio_from_steps']:.1f}% (CPU time: {100 * r['predicted_ratio_from_steps_cpu']:.1f}%); with both prototypes
+{100 * r['predicted_ratio_with_prototypes']:.1f}% (CPU time: {100 * r['predicted_ratio_with_prototypes_cpu']:.1f}%). The fused prototype
+gives the engine's numbers to {r['prototype_max_rel_diff']:.1e} relative.
+
+## Machine
+
+{machine_markdown(info)}
+- load_average_at_end: {r['load_average_at_end']}
+"""
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2 repeats of 50 triplets")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--triplets", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--out-dir", type=Path, default=None)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    info = machine_info()
+    t0 = time.perf_counter()
+    result = run(args.triplets or (BATCH if args.quick else 2 * BATCH), args.repeats or (2 if args.quick else 5))
+    result["seconds"] = time.perf_counter() - t0
+    result["load_average_at_end"] = load_average()
+    payload = {"benchmark": "bench_limit", "machine": info, **result}
+    md = markdown(result, info)
+    if not args.no_write:
+        kw = {} if args.out_dir is None else {"out_dir": args.out_dir}
+        j, m = write_results("limit", payload, md, **kw)
+        print(f"wrote {j} and {m}")
+    print(md)
+    return payload
+
+
+if __name__ == "__main__":
+    main()
