@@ -214,7 +214,7 @@ def main() -> int:
         cost = bench_eval_vs_epoch(max(1, repeats - 1), tmp)
     payload = {"machine": info, "quick": args.quick, "loader": loader, "step_overhead": overhead,
                "eval_vs_epoch": cost}
-    md = ["# Classifier study benchmarks", "", __doc__.split("\n\n", 2)[2].split("Timings")[0].strip(), "",
+    md = ["# Classifier study benchmarks", "", __doc__[__doc__.index("Setting:"):__doc__.index("Timings")].strip(), "",
           markdown_table(["measure", "value", "goal"], [
               ["loader images/s, lossnet", f"{loader['lossnet_images_per_s']:.0f}", ""],
               ["loader images/s, torchvision ImageFolder", f"{loader['torchvision_images_per_s']:.0f}", ""],

@@ -10,7 +10,7 @@ Every benchmark script in this folder can import it (``from common import ...`` 
 - :func:`machine_info` records what the numbers depend on: CPU model, core counts, load
   average, torch/torchvision versions and thread counts.
 - :func:`write_results` writes ``benchmarks/results/<name>.json`` and ``<name>.md``
-  atomically (through a ``.tmp`` file, which ``.gitignore`` ignores).
+  atomically, through lossnet's one JSON writer (:func:`lossnet.utils.jsonio.write_json`).
 
 Example:
     >>> t = time_interleaved({"a": lambda: sum(range(1000)), "b": lambda: sum(range(2000))},
@@ -21,7 +21,6 @@ Example:
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import platform
 import statistics
@@ -188,19 +187,11 @@ def machine_markdown(info: Mapping[str, object]) -> str:
     return "\n".join(f"- {k}: {v}" for k, v in info.items())
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _jsonable(obj: object) -> object:
     if isinstance(obj, Mapping):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_jsonable(v) for v in obj]
-    if isinstance(obj, float):
-        return obj if obj == obj and abs(obj) != float("inf") else str(obj)
     if obj is None or isinstance(obj, (str, int, bool)):
         return obj
     try:
@@ -211,10 +202,13 @@ def _jsonable(obj: object) -> object:
 
 def write_results(name: str, payload: Mapping[str, object], markdown: str,
                   out_dir: Path | str = RESULTS_DIR) -> tuple[Path, Path]:
-    """Write ``<out_dir>/<name>.json`` and ``<out_dir>/<name>.md``; returns both paths."""
+    """Write ``<out_dir>/<name>.json`` (NaN and infinity as null) and ``<out_dir>/<name>.md``
+    atomically; returns both paths. Values JSON cannot hold (tensors, results objects) become
+    numbers where they convert, else their ``str``."""
+    from lossnet.utils.jsonio import atomic_write_bytes, write_json
+
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / f"{name}.json", out / f"{name}.md"
-    _atomic_write(json_path, json.dumps(_jsonable(payload), indent=2) + "\n")
-    _atomic_write(md_path, markdown.rstrip() + "\n")
+    write_json(json_path, _jsonable(payload))
+    atomic_write_bytes(md_path, (markdown.rstrip() + "\n").encode("utf-8"))
     return json_path, md_path

@@ -56,8 +56,8 @@ PLANS = {
     # 2AFC: triplets per timed run, image size, batch; loss: (size, batch) cells; repeats; warm-up calls
     "full": {"afc_n": 4000, "afc_size": 64, "afc_batch": 50, "afc_repeats": 3,
              "loss_cells": ((256, 16), (512, 8)), "loss_repeats": 10, "warmup": 3},
-    "smoke": {"afc_n": 4, "afc_size": 32, "afc_batch": 2, "afc_repeats": 1,
-              "loss_cells": ((32, 2),), "loss_repeats": 1, "warmup": 1},
+    "smoke": {"afc_n": 2, "afc_size": 16, "afc_batch": 2, "afc_repeats": 1,
+              "loss_cells": ((32, 1),), "loss_repeats": 1, "warmup": 1},  # piq runs all of vgg16.features: >= 32 px
 }
 VARIANTS = {  # lossnet fast-path settings: accelerate(metric, **settings)
     "float32": None,
@@ -75,6 +75,24 @@ class Budget:
 
     def left(self) -> float:
         return self.end - time.perf_counter()
+
+
+_INITS = ("uniform_", "normal_", "constant_", "zeros_", "ones_", "kaiming_uniform_", "kaiming_normal_",
+          "xavier_uniform_", "xavier_normal_", "trunc_normal_")
+
+
+@contextlib.contextmanager
+def no_random_init():
+    """Skip torch.nn.init while building models whose every weight is then loaded (strictly) from the
+    shared state dict: random init of vgg16 (138M values, classifier included) costs seconds on a CPU."""
+    saved = {name: getattr(torch.nn.init, name) for name in _INITS}
+    for name in _INITS:
+        setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+    try:
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(torch.nn.init, name, fn)
 
 
 def synchronizer(device: torch.device):
@@ -145,12 +163,13 @@ def bench_2afc(path: str, plan: dict, device: torch.device, budget: Budget, comp
     n, size, batch = plan["afc_n"], plan["afc_size"], plan["afc_batch"]
     items = make_triplets(n, size)
     warm_items = items[: min(n, 4 * batch)]
-    base = lossnet.lpips("vgg", weights=path)
+    with no_random_init():  # trunk weights from the file, lin from the lpips wheel
+        base = lossnet.lpips("vgg", weights=path)
+        ref = _lpips_reference(path).to(device)  # every trunk weight copied in
     ours = {name: fast_variant(base, settings).to(device) for name, settings in VARIANTS.items()}
     compile_s = None
     if compile:
         ours["bf16+channels_last+compile"] = fast_variant(base, VARIANTS["bf16+channels_last"], compile=True).to(device)
-    ref = _lpips_reference(path).to(device)
     loader = DataLoader(items, batch_size=batch, shuffle=False)
     warm_loader = DataLoader(warm_items, batch_size=batch, shuffle=False)
 
@@ -214,7 +233,8 @@ def bench_loss_cells(path: str, state: dict, plan: dict, device: torch.device, b
     from bench_loss import build_cases, make_pair
 
     sync = synchronizer(device)
-    cases = build_cases(path, state)
+    with no_random_init():  # every weight loaded strictly from the shared state dict (bench_loss checks)
+        cases = build_cases(path, state)
     cells = []
     for size, batch in plan["loss_cells"]:
         x, y = (t.to(device) for t in make_pair(batch, size))

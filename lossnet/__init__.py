@@ -13,7 +13,14 @@ import importlib
 
 from .distances import feature_distance
 from .errors import DataError, InputError, LossnetError, UnknownNameError, WeightsError
-from .loss import PerceptualLoss, lpips
+from .loss import (
+    PerceptualLoss,
+    PerceptualMetric,
+    create_metric,
+    dists,
+    list_metrics,
+    lpips,
+)
 from .networks import (
     LossNetwork,
     extraction_points,
@@ -22,6 +29,8 @@ from .networks import (
     layer_sets,
     list_architectures,
     load_model,
+    register_architecture,
+    weights_info,
 )
 
 __version__ = "0.1.0"
@@ -33,9 +42,6 @@ _LAZY = {
     "score_mos": "lossnet.scoring",
     "calibrate": "lossnet.scoring",
     "analyze_2afc": "lossnet.scoring",
-    "create_metric": "lossnet.loss.factory",
-    "list_metrics": "lossnet.loss.factory",
-    "register_architecture": "lossnet.networks.registry",
 }
 
 
@@ -48,8 +54,8 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "DataError", "InputError", "LossNetwork", "LossnetError", "PerceptualLoss", "UnknownNameError", "WeightsError",
-    "analyze_2afc", "calibrate", "create_metric", "extraction_points", "feature_distance", "get_spec",
+    "DataError", "InputError", "LossNetwork", "LossnetError", "PerceptualLoss", "PerceptualMetric", "UnknownNameError", "WeightsError",
+    "analyze_2afc", "calibrate", "create_metric", "dists", "extraction_points", "feature_distance", "get_spec",
     "imagenet_top1", "layer_sets", "list_architectures", "list_metrics", "load_model", "lpips",
-    "register_architecture", "score_2afc", "score_jnd", "score_mos",
+    "register_architecture", "score_2afc", "score_jnd", "score_mos", "weights_info",
 ]

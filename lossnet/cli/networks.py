@@ -44,7 +44,7 @@ def _list_metrics(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from ..networks import extraction_points, get_spec, imagenet_top1, layer_sets, list_architectures
+    from ..networks import extraction_points, get_spec, layer_sets, list_architectures, weights_info
 
     if args.metrics:
         if args.arch:
@@ -54,11 +54,13 @@ def cmd_list(args: argparse.Namespace) -> int:
         return _list_metrics(args)
     if args.arch:
         spec = get_spec(args.arch)
+        weights = weights_info(spec, "imagenet")
         info = {"arch": spec.name, "source": spec.source, "family": spec.family,
-                "extraction_points": extraction_points(spec.name),
-                "layer_sets": {k: v for k, v in layer_sets(spec.name).items() if k != "all"},
-                "default_layers": spec.default_layers, "input_mean": spec.mean, "input_std": spec.std,
-                "imagenet_top1": imagenet_top1(spec.name)}
+                "extraction_points": extraction_points(spec),
+                "layer_sets": {k: v for k, v in layer_sets(spec).items() if k != "all"},
+                "default_layers": spec.default_layers, "input_mean": weights.mean, "input_std": weights.std,
+                "input_norm_source": weights.norm_source, "resize_policy": weights.resize_policy,
+                "imagenet_top1": weights.imagenet_top1, "imagenet_top1_source": weights.top1_source}
         if args.json:
             print(json.dumps(info, indent=2))
             return 0

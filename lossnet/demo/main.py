@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import os
 import shutil
 import time
@@ -68,6 +69,15 @@ class DemoSettings:
 
 def _metric(out: Path, seed: int, s: DemoSettings, state: dict) -> dict:
     print("== as a perceptual metric: built-in 2AFC (SYNTHETIC judgements), with 95% intervals", flush=True)
+    saved = out / "builtin_2afc.json"
+    if saved.exists():  # the same settings as last time: reuse (the scores are deterministic)
+        previous = json.loads(saved.read_text())
+        same = {k: previous.get(k) for k in ("n_per_subset", "bootstrap", "seed", "weights")} == \
+            {"n_per_subset": s.n_per_subset, "bootstrap": s.bootstrap, "seed": seed, "weights": s.weights}
+        if same and previous.get("figure") and Path(previous["figure"]).exists():
+            print(f"(reusing {saved}: same settings)", flush=True)
+            print(format_2afc(previous), flush=True)
+            return previous
     result = run_builtin_2afc(out, n_per_subset=s.n_per_subset, bootstrap=s.bootstrap, seed=seed, weights=s.weights,
                               progress=True)
     print(format_2afc(result), flush=True)

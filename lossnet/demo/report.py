@@ -25,7 +25,7 @@ QUESTION = "Which loss network should I use?"
 #: Decimals of each number on the page (anything else: 2).
 DIGITS = {"psnr": 2, "ssim": 3, "lpips": 3, "accuracy": 3, "linear_accuracy": 3, "pixel_mse": 4, "quality": 3,
           "f1": 3, "completeness": 3, "correctness": 3, "relaxed_quality": 3, "PS": 1, "ci_low": 1, "ci_high": 1,
-          "gain": 2, "seconds": 0, "improvement": 3}
+          "gain": 2, "seconds": 0, "share": 2}
 
 
 def cell(key: str, value: Any) -> str:
@@ -46,17 +46,19 @@ def _rel(path: str | os.PathLike | None, root: Path) -> str | None:
 def task_table(task: str, section: Mapping[str, Any]) -> dict[str, Any]:
     """The rows of a task's table: each loss (finished or not), then the trivial baselines."""
     headline, _, shown, _ = TASK_METRICS[task]
-    header = ["loss", *shown, "gain over baseline", "beats baseline", "loss plateaued", "steps", "train seconds"]
-    keys = ["loss", *shown, "gain", "beats", "plateaued", "steps", "seconds"]
+    header = ["loss", *shown, "gain over baseline", "beats baseline", "last quarter's share of the loss decrease",
+              "loss flattened", "steps", "train seconds"]
+    keys = ["loss", *shown, "gain", "beats", "share", "plateaued", "steps", "seconds"]
     rows = []
     for r in section["runs"]:
         if "metrics" not in r:
-            rows.append([r["loss"], *([None] * len(shown)), None, None, None, None, None])
+            rows.append([r["loss"], *([None] * (len(keys) - 1))])
             continue
         rows.append([r["loss"], *(r["metrics"].get(k) for k in shown), r.get("gain_over_baseline"),
-                     r.get("beats_baseline"), r.get("plateaued"), r.get("steps"), r.get("seconds")])
+                     r.get("beats_baseline"), r.get("last_share"), r.get("plateaued"), r.get("steps"),
+                     r.get("seconds")])
     for name, values in section.get("baselines", {}).items():
-        rows.append([f"baseline: {name}", *(values.get(k) for k in shown), None, None, None, None, None])
+        rows.append([f"baseline: {name}", *(values.get(k) for k in shown), *([None] * (len(keys) - 1 - len(shown)))])
     return {"id": f"table-{task}", "header": header, "keys": keys, "rows": rows}
 
 
@@ -105,7 +107,7 @@ def answer(sim: Mapping[str, Any] | None, tasks: Mapping[str, Mapping[str, Any]]
         flat = sum(bool(r.get("plateaued")) for r in done)
         out.append(f"As a training loss for {TASK_TITLES[task].lower()}: best {ranked[0]['loss']} ({headline}); "
                    f"ranking {order}; trivial baseline {base}. {beaten}/{len(done)} runs beat the baseline, "
-                   f"{flat}/{len(done)} trained until the loss flattened.")
+                   f"{flat}/{len(done)} trained until the loss flattened out.")
     return out
 
 
@@ -131,7 +133,16 @@ def report_data(out_dir: str | os.PathLike, similarity: Mapping[str, Any] | None
         data["study"] = {**study, "html": _rel(study.get("html"), root), "markdown": _rel(study.get("markdown"), root),
                          "json": _rel(study.get("json"), root)}
     if kumar is not None:
-        data["kumar"] = {**kumar, "html": _rel(kumar.get("html"), root)} if kumar.get("html") else dict(kumar)
+        data["kumar"] = dict(kumar)
+        if kumar.get("html"):
+            data["kumar"]["html"] = _rel(kumar["html"], root)
+        if kumar.get("networks"):
+            functions = list((kumar["networks"][0].get("ps") or {}).keys())
+            data["kumar"]["table"] = {
+                "id": "table-kumar", "header": ["network", "top-1", *[f"PS {f}" for f in functions], "best PS"],
+                "keys": ["network", "accuracy", *(["PS"] * len(functions)), "PS"],
+                "rows": [[n["name"], n.get("top1"), *((n.get("ps") or {}).get(f) for f in functions), n.get("best_ps")]
+                         for n in kumar["networks"]]}
     return data
 
 
@@ -183,8 +194,8 @@ def render_html(data: Mapping[str, Any]) -> str:
         out.append(f"<h2 id='{html.escape(task)}'>As a training loss: {html.escape(s['title'])}</h2>")
         out.append(_p(f"Judged by {s['judged_by']} (not a training loss of any run); headline '{s['headline']}'. "
                       f"Every run uses the task's mini config; the pixel-loss run must beat the trivial baseline"
-                      f"{' by 0.5 dB' if task == 'superres' else ''}; a loss has plateaued when its last epochs "
-                      "improve on the ones before by less than 5%."))
+                      f"{' by 0.5 dB' if task == 'superres' else ''}; a loss has flattened out when the last quarter of "
+                      "its epochs brought less than a tenth of its whole decrease."))
         out.append(_table_html(s["table"]))
         failed = [r for r in s["runs"] if r.get("error")]
         for r in failed:
@@ -208,14 +219,8 @@ def render_html(data: Mapping[str, Any]) -> str:
         if kumar.get("html"):
             out.append(f"<p>{kumar['finished']}/{kumar['total']} runs finished; report: "
                        f"<a href='{html.escape(kumar['html'])}'>{html.escape(kumar['html'])}</a></p>")
-            if kumar.get("networks"):
-                rows = [[n["name"], n.get("top1"), *(n.get("ps") or {}).values(), n.get("best_ps")]
-                        for n in kumar["networks"]]
-                functions = list((kumar["networks"][0].get("ps") or {}).keys())
-                table = {"id": "table-kumar", "header": ["network", "top-1", *[f"PS {f}" for f in functions],
-                                                          "best PS"],
-                         "keys": ["network", "accuracy", *(["PS"] * len(functions)), "PS"], "rows": rows}
-                out.append(_table_html(table))
+            if kumar.get("table"):
+                out.append(_table_html(kumar["table"]))
         else:
             out.append(_p(kumar.get("note", "")))
     out.append("</body></html>")

@@ -86,7 +86,7 @@ def run_builtin_2afc(out_dir: str | os.PathLike | None = None, n_per_subset: int
     result: dict[str, Any] = {
         "what": "2AFC Perceptual Score (0-100) on the built-in SYNTHETIC set: rule-based judgements, not human",
         "note": SYNTHETIC_NOTE, "subsets": list(sets), "n": sum(len(s) for s in sets.values()),
-        "n_per_subset": n_per_subset, "bootstrap": bootstrap, "seed": seed, "distance": "spatial",
+        "n_per_subset": n_per_subset, "bootstrap": bootstrap, "seed": seed, "weights": weights, "distance": "spatial",
         "rows": rows,
     }
     if out_dir is not None:

@@ -53,8 +53,9 @@ TASK_TITLES = {"superres": "Super-resolution (x2, scikit-image photos)",
                "segmentation": "Road segmentation (generated aerial tiles)"}
 #: A pixel-loss super-resolution run must beat bicubic by at least this much (dB).
 SR_MARGIN_DB = 0.5
-#: The training loss has plateaued when its last epochs improve on the ones before by less than this.
-PLATEAU_TOLERANCE = 0.05
+#: The training loss has flattened out when its last quarter of epochs brought less than this
+#: fraction of its whole decrease.
+PLATEAU_TOLERANCE = 0.10
 
 
 def demo_spec(tasks: Mapping[str, Mapping[str, Any]] = DEMO_TASKS, seed: int = 0,
@@ -101,14 +102,19 @@ def run_training_sweep(out_dir: str | Path, spec: Mapping[str, Any], workers: in
 
 
 def _plateau(curve: list[float]) -> dict[str, Any]:
-    """Whether a loss curve (per epoch) has flattened: the mean of its last quarter (at least two
-    epochs) improves on the quarter before by less than :data:`PLATEAU_TOLERANCE`."""
+    """Whether a loss curve (per epoch) has flattened out: its last quarter of epochs (at least
+    two) brought less than :data:`PLATEAU_TOLERANCE` of the loss's whole decrease since epoch 1.
+
+    ``last_share`` is that fraction: (mean of the quarter before the last - mean of the last
+    quarter) / (first epoch - mean of the last quarter).
+    """
     k = max(2, len(curve) // 4)
-    if len(curve) < 2 * k:
-        return {"plateaued": False, "last_improvement": None}
+    if len(curve) < 2 * k + 1:
+        return {"plateaued": False, "last_share": None}
     last, before = float(np.mean(curve[-k:])), float(np.mean(curve[-2 * k:-k]))
-    improvement = (before - last) / abs(before) if before else 0.0
-    return {"plateaued": improvement < PLATEAU_TOLERANCE, "last_improvement": improvement}
+    total = curve[0] - last
+    share = (before - last) / total if total > 0 else 1.0
+    return {"plateaued": share < PLATEAU_TOLERANCE, "last_share": share}
 
 
 def collect_runs(spec: Mapping[str, Any], db: str | Path) -> dict[str, list[dict[str, Any]]]:
@@ -204,23 +210,36 @@ def judge_task(task: str, runs: list[dict[str, Any]], seed: int = 0) -> dict[str
     return {"baselines": baselines, "baseline_value": trivial, "checks": checks}
 
 
-def trained_model(task: str, run: Mapping[str, Any]) -> torch.nn.Module:
-    """The trained network of a finished run, rebuilt from its folder (config + final checkpoint)."""
-    from ..tasks.autoencoding import ConvVAE
-    from ..tasks.segmentation import IterativeUNet
+def _superres_model(cfg: Any) -> torch.nn.Module:
     from ..tasks.superres import TransformNet
 
-    cfg = CONFIGS[task](**run["config"])
-    if task == "superres":
-        model = TransformNet(cfg.scale, cfg.width, cfg.blocks, cfg.residual)
-    elif task == "autoencoder":
-        model = ConvVAE(32, cfg.z_dim, sample=cfg.sample)  # built-in digits are 32x32
-    else:
-        model = IterativeUNet(cfg.width, cfg.depth, cfg.iterations)
+    return TransformNet(cfg.scale, cfg.width, cfg.blocks, cfg.residual)
+
+
+def _autoencoder_model(cfg: Any) -> torch.nn.Module:
+    from ..tasks.autoencoding import ConvVAE
+
+    return ConvVAE(32, cfg.z_dim, sample=cfg.sample)  # the built-in digits are 32x32
+
+
+def _segmentation_model(cfg: Any) -> torch.nn.Module:
+    from ..tasks.segmentation import IterativeUNet
+
+    return IterativeUNet(cfg.width, cfg.depth, cfg.iterations)
+
+
+#: task -> the untrained network of a config (the run's checkpoint fills in its weights).
+MODEL_BUILDERS = {"superres": _superres_model, "autoencoder": _autoencoder_model,
+                  "segmentation": _segmentation_model}
+
+
+def trained_model(task: str, run: Mapping[str, Any]) -> torch.nn.Module:
+    """The trained network of a finished run, rebuilt from its folder (config + final checkpoint)."""
+    model = MODEL_BUILDERS[task](CONFIGS[task](**run["config"]))
     state = torch.load(Path(run["work_dir"]) / "checkpoint.pt", map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
     return model.eval()
 
 
 __all__ = ["ARCH", "DEMO_TASKS", "TASK_METRICS", "TASK_TITLES", "TRAIN_POINTS", "collect_runs", "demo_spec",
-           "judge_task", "loss_label", "run_training_sweep", "trained_model"]
+           "judge_task", "loss_label", "MODEL_BUILDERS", "run_training_sweep", "trained_model"]

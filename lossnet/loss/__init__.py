@@ -5,12 +5,20 @@ Example:
     >>> "lpips-alex" in list_metrics()
     True
 """
+from .dists import dists  # registers the "dists" distance, trunk and preset
 from .factory import create_metric, describe_metric, lpips
 from .perceptual import PerceptualLoss
-from .presets import METRIC_PRESETS, MetricPreset, get_preset, list_metrics, lpips_preset_name, register_metric
-from . import dists as _dists  # noqa: E402,F401  (registers the "dists" distance and preset)
+from .presets import (
+    METRIC_PRESETS,
+    MetricPreset,
+    get_preset,
+    list_metrics,
+    lpips_preset_name,
+    register_metric,
+)
+from .stateful import PerceptualMetric, as_torchmetric
 
 __all__ = [
-    "METRIC_PRESETS", "MetricPreset", "PerceptualLoss", "create_metric", "describe_metric", "get_preset",
-    "list_metrics", "lpips", "lpips_preset_name", "register_metric",
+    "METRIC_PRESETS", "MetricPreset", "PerceptualLoss", "PerceptualMetric", "as_torchmetric", "create_metric",
+    "describe_metric", "dists", "get_preset", "list_metrics", "lpips", "lpips_preset_name", "register_metric",
 ]

@@ -32,7 +32,7 @@ from torch import nn
 
 from ..errors import InputError, LossnetError, WeightsError, unknown_name
 from ..inputs import check_images
-from .build import TokenLayout, fixed_input_size, fx_helpers, graph_node_names, meta_model, modes_kept, token_layout
+from .build import fixed_input_size, fx_helpers, graph_node_names, meta_model, token_layout
 from .checkpoints import WeightsArg, file_sha256, read_checkpoint
 from .registry import (
     HEAD_NAMES,

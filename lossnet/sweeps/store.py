@@ -112,7 +112,6 @@ JSON_COLUMNS = ("config", "metrics", "environment")
 EXPORT_HEADER = ",".join((*BASE_COLUMNS, *CONFIG_COLUMNS, *JSON_COLUMNS))
 PARQUET_EXPORT_KEY = b"lossnet.sweep_export"
 EXPORT_FORMATS = {"csv": ".csv", "parquet": ".parquet"}
-_SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 class StoreError(LossnetError):
@@ -179,20 +178,35 @@ def _loads(text: str | None) -> Any:
 
 
 _CORRUPT_WORDS = ("malformed", "not a database", "corrupt", "encrypted", "disk image")
+# A reader that opens a WAL store just as another process closes its last connection (and
+# checkpoints) can see "database disk image is malformed" once; a damaged file keeps saying
+# it. Such errors are retried with these pauses (seconds) before the store counts as damaged.
+_CORRUPT_RETRY_PAUSES = (0.02, 0.05, 0.1, 0.2, 0.4)
+
+
+def _is_corruption(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.DatabaseError) and any(w in str(exc).lower() for w in _CORRUPT_WORDS)
 
 
 def _guarded(method):
-    """Turn an ``sqlite3`` error inside a store method into a :class:`StoreError` naming the file."""
+    """Turn an ``sqlite3`` error inside a store method into a :class:`StoreError` naming the
+    file (a corruption error is first retried on a fresh connection: it may be transient)."""
     @functools.wraps(method)
     def wrapper(self: "ResultsStore", *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except StoreError:
-            raise
-        except sqlite3.DatabaseError as exc:
-            raise self._sqlite_error(exc) from exc
-        except json.JSONDecodeError as exc:  # a JSON column no longer parses: damaged contents
-            raise self._damaged(f"a JSON column does not parse ({exc})") from exc
+        pauses = iter(_CORRUPT_RETRY_PAUSES)
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except StoreError:
+                raise
+            except sqlite3.DatabaseError as exc:
+                pause = next(pauses, None) if _is_corruption(exc) else None
+                if pause is None:
+                    raise self._sqlite_error(exc) from exc
+                self.close()  # a transaction that failed was rolled back: the call can be repeated
+                time.sleep(pause)
+            except json.JSONDecodeError as exc:  # a JSON column no longer parses: damaged contents
+                raise self._damaged(f"a JSON column does not parse ({exc})") from exc
     return wrapper
 
 
@@ -291,6 +305,11 @@ class ResultsStore:
 
     def _sqlite_error(self, exc: sqlite3.DatabaseError) -> StoreError:
         text = str(exc)
+        if "not a database" in text:
+            return StoreError(
+                f"{str(self.path)!r} is not an SQLite results store (SQLite says {text!r}), so lossnet left it as "
+                "it is. Pass the .sqlite file of a sweep, or a path that does not exist yet to start a new store. If "
+                "it was a store, its first page is damaged: restore it from a backup.")
         if any(w in text.lower() for w in _CORRUPT_WORDS):
             return self._damaged(f"SQLite says {text!r}")
         if "locked" in text or "busy" in text:
@@ -300,9 +319,9 @@ class ResultsStore:
                           "file read-only?)")
 
     def _check_file(self, verify: bool) -> None:
+        # Only os.stat and SQLite itself touch the file: opening and closing it with plain file
+        # calls would drop the POSIX locks that this process's SQLite connections hold on it.
         try:
-            with open(self.path, "rb") as fh:
-                head = fh.read(len(_SQLITE_HEADER))
             size = self.path.stat().st_size
         except OSError as exc:
             raise StoreError(f"cannot read the results store {str(self.path)!r}: {exc}.") from exc
@@ -312,23 +331,24 @@ class ResultsStore:
                 "creates stores complete, so it was emptied, e.g. truncated by a full disk or an interrupted copy). "
                 "lossnet left it as it is and ran nothing. Restore it from a backup, or delete it (or pass another "
                 "--db) to start a new store, in which every run is run again.")
-        if head != _SQLITE_HEADER:
-            raise StoreError(
-                f"{str(self.path)!r} is not an SQLite results store (its first bytes are {head[:16]!r}, not the SQLite "
-                "header), so lossnet left it as it is. Pass the .sqlite file of a sweep, or a path that does not exist "
-                "yet to start a new store. If it was a store, it is damaged: restore it from a backup.")
         if not verify:
             return
-        conn = None
-        try:
-            conn = sqlite3.connect(str(self.path), timeout=self.timeout, isolation_level=None)
-            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-            problems = [r[0] for r in conn.execute("PRAGMA quick_check(5)")]
-        except sqlite3.DatabaseError as exc:
-            raise self._sqlite_error(exc) from exc
-        finally:
-            if conn is not None:
-                conn.close()
+        for pause in (*_CORRUPT_RETRY_PAUSES, None):
+            conn = None
+            try:
+                conn = sqlite3.connect(str(self.path), timeout=self.timeout, isolation_level=None)
+                conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+                problems = [r[0] for r in conn.execute("PRAGMA quick_check(5)")]
+            except sqlite3.DatabaseError as exc:
+                if pause is None or not _is_corruption(exc):
+                    raise self._sqlite_error(exc) from exc
+                problems = None
+            finally:
+                if conn is not None:
+                    conn.close()
+            if problems == ["ok"] or pause is None:
+                break
+            time.sleep(pause)  # a damaged file stays damaged; a transient view does not
         if problems != ["ok"]:
             lines = [line.strip() for text in problems for line in str(text).splitlines() if line.strip()]
             raise self._damaged("PRAGMA quick_check reports " + "; ".join(lines[:5]))

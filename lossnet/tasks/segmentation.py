@@ -115,7 +115,9 @@ class SegmentationConfig(TrainConfig):
     tile_size: int = 64
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "mini": dict(epochs=8, batch_size=8, lr=1e-3, crop=48, width=8, depth=3, iterations=2, n_train=96,
+        # ~25 s of one CPU core: quality ~0.8-0.9 against ~0.1 for predicting road everywhere, and
+        # the loss has flattened out by the last epochs.
+        "mini": dict(epochs=12, batch_size=8, lr=3e-3, crop=48, width=8, depth=3, iterations=2, n_train=96,
                      n_test=16, tile_size=64, buffer=2, checkpoint_every=12),
         "paper": dict(epochs=100, batch_size=8, lr=1e-3, crop=224, width=64, depth=4, iterations=3, buffer=3,
                       tile_size=256, n_train=400, n_test=32, checkpoint_every=200, num_workers=4),

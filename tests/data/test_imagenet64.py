@@ -182,3 +182,9 @@ def test_builtin_patches_are_labelled_deterministic_and_split_by_region():
     rng = np.random.default_rng(0)
     for top, left, side in _windows(rng, 300, 225, 400, 50, 32, 192):
         assert 225 <= left and left + side <= 400 and top + side <= 300 and 32 <= side <= 175
+
+
+def test_gather_crop_of_accelerators_equals_the_slice_crop_of_the_cpu():
+    padded = torch.randint(0, 256, (12, 3, 28, 28), dtype=torch.uint8)
+    top, left = I.crop_offsets(torch.arange(50, 62), 4)
+    assert torch.equal(I._crop_by_gather(padded, top, left, 20), I._crop_by_slices(padded, top, left, 20))

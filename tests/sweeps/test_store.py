@@ -179,8 +179,8 @@ def test_exports_never_write_over_the_store_or_foreign_files(tmp_path):
     pq = pytest.importorskip("pyarrow.parquet")
     db = tmp_path / "r.sqlite"
     _filled_store(db, 3)
+    before = _sha(db)  # read while no connection is open (a plain close would drop SQLite's locks)
     store = ResultsStore(db)
-    before = _sha(db)
     link = tmp_path / "link.sqlite"
     link.symlink_to(db)
     for target in (db, str(db), tmp_path / "." / "r.sqlite", link, Path(f"{db}-wal")):
@@ -188,7 +188,9 @@ def test_exports_never_write_over_the_store_or_foreign_files(tmp_path):
             for force in (False, True):
                 with pytest.raises(StoreError, match="the results store .* itself"):
                     export(target, force=force)
-    assert _sha(db) == before and store.counts()["finished"] == 3
+    assert store.counts()["finished"] == 3
+    store.close()
+    assert _sha(db) == before
 
     notes = tmp_path / "notes.csv"
     notes.write_text("my,own\nnotes,1\n")
