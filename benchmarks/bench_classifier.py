@@ -37,8 +37,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(HERE.parent))
 
-from common import (machine_info, machine_markdown, markdown_table, paired_ratios,  # noqa: E402
-                    set_threads, time_interleaved, write_results)
+from common import (  # noqa: E402
+    machine_info,
+    machine_markdown,
+    markdown_table,
+    paired_ratios,
+    set_threads,
+    time_interleaved,
+    write_results,
+)
 
 ARCH = "kumar_resnet6_w0.25_c14"
 
@@ -69,7 +76,7 @@ def bench_loader(n: int, repeats: int, folder: Path) -> dict:
     from torchvision.datasets import ImageFolder
 
     from lossnet.data.imagenet64 import augment_batch, collate_batch, normalize
-    from lossnet.tasks.common import epoch_keys
+    from lossnet.tasks.trainer import epoch_keys
 
     items, tree = _loader_setup(n, folder)
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -108,8 +115,13 @@ def bench_step_overhead(steps: int, repeats: int, folder: Path) -> dict:
     from lossnet.data.patches64 import builtin_patches
     from lossnet.networks.classifiers import build_classifier
     from lossnet.tasks.classifier import classification_loss, train_classifier
-    from lossnet.tasks.classifier_schedules import learning_rate, make_optimizer, parameter_groups
-    from lossnet.tasks.common import RunOptions, epoch_keys
+    from lossnet.tasks.classifier_schedules import (
+        learning_rate,
+        make_optimizer,
+        parameter_groups,
+    )
+    from lossnet.tasks.run import RunOptions
+    from lossnet.tasks.trainer import epoch_keys
 
     sets = builtin_patches()
     train = sets["train"]
@@ -162,8 +174,12 @@ def bench_eval_vs_epoch(repeats: int, folder: Path) -> dict:
     from lossnet.data.patches64 import builtin_patches
     from lossnet.networks.classifiers import arch_spec, build_classifier
     from lossnet.tasks.classifier import train_classifier
-    from lossnet.tasks.classifier_eval import accuracy, perceptual_score, perceptual_sets
-    from lossnet.tasks.common import RunOptions
+    from lossnet.tasks.classifier_eval import (
+        accuracy,
+        perceptual_score,
+        perceptual_sets,
+    )
+    from lossnet.tasks.run import RunOptions
 
     sets = builtin_patches()
     train, val = sets["train"], sets["val"]

@@ -38,9 +38,17 @@ sys.path.insert(1, str(HERE.parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
-from common import (RESULTS_DIR, load_average, machine_info, machine_markdown, markdown_table,  # noqa: E402
-                    paired_ratios, set_threads, time_interleaved, write_results)
+from common import (  # noqa: E402
+    RESULTS_DIR,
+    load_average,
+    machine_info,
+    machine_markdown,
+    markdown_table,
+    paired_ratios,
+    set_threads,
+    time_interleaved,
+    write_results,
+)
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 RTOL = 1e-5
@@ -71,8 +79,8 @@ def make_pair(batch: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def build(device: torch.device):
     """(lossnet's DISTS, the reference DISTS) with one seeded random trunk."""
-    import torchvision
     import DISTS_pytorch.DISTS_pt as ref_module
+    import torchvision
 
     from lossnet.loss.dists import dists
     from lossnet.networks.dists_vgg import dists_vgg16

@@ -39,9 +39,16 @@ sys.path.insert(1, str(HERE.parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
-from common import (load_average, machine_info, machine_markdown, markdown_table,  # noqa: E402
-                    paired_ratios, set_threads, time_interleaved, write_results)
+from common import (  # noqa: E402
+    load_average,
+    machine_info,
+    machine_markdown,
+    markdown_table,
+    paired_ratios,
+    set_threads,
+    time_interleaved,
+    write_results,
+)
 
 BATCH = 50
 SIZE = 64
@@ -122,8 +129,18 @@ def run(n: int, repeats: int) -> dict:
     import lossnet
     from lossnet.inputs import check_images
     from lossnet.scoring import score_2afc
-    from lossnet.scoring.datasets import iter_batches, read_labels, same_size_runs, stack_images
-    from lossnet.scoring.engine import COMBINED, ChannelsLast, DistanceEngine, _Accumulator
+    from lossnet.scoring.datasets import (
+        iter_batches,
+        read_labels,
+        same_size_runs,
+        stack_images,
+    )
+    from lossnet.scoring.engine import (
+        COMBINED,
+        ChannelsLast,
+        DistanceEngine,
+        _Accumulator,
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "vgg16_random_seed0.pt")

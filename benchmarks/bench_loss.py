@@ -46,9 +46,17 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(HERE.parent))
 
 import torch  # noqa: E402
-
-from common import (RESULTS_DIR, load_average, machine_info, machine_markdown, markdown_table,  # noqa: E402
-                    paired_ratios, set_threads, time_interleaved, write_results)
+from common import (  # noqa: E402
+    RESULTS_DIR,
+    load_average,
+    machine_info,
+    machine_markdown,
+    markdown_table,
+    paired_ratios,
+    set_threads,
+    time_interleaved,
+    write_results,
+)
 
 ARCH = "vgg16"
 RELU3_3 = "features.15"

@@ -37,7 +37,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(HERE.parent))
 
-from common import load_average, machine_info, machine_markdown, markdown_table, write_results  # noqa: E402
+from common import (  # noqa: E402
+    load_average,
+    machine_info,
+    machine_markdown,
+    markdown_table,
+    write_results,
+)
 
 BATCH = 8
 CONTENDERS = ("lossnet", "lossnet channels_last", "lpips")
@@ -68,8 +74,9 @@ def child(contender: str, size: int, weights: str, threads: int) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    import lossnet
     from bench_similarity import _lpips_reference
+
+    import lossnet
     from lossnet.loss.fast import accelerate
 
     g = torch.Generator().manual_seed(size)

@@ -47,10 +47,16 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(HERE.parent))
 
 import torch  # noqa: E402
+from common import (  # noqa: E402
+    load_average,
+    machine_info,
+    machine_markdown,
+    markdown_table,
+    paired_ratios,
+    time_interleaved,
+    write_results,
+)
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
-
-from common import (load_average, machine_info, machine_markdown, markdown_table,  # noqa: E402
-                    paired_ratios, time_interleaved, write_results)
 
 BATCH = 50
 SIZE = 64

@@ -34,7 +34,13 @@ sys.path.insert(1, str(HERE.parent))
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # a local Ray instance on loopback only
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-from common import load_average, machine_info, machine_markdown, markdown_table, write_results  # noqa: E402
+from common import (  # noqa: E402
+    load_average,
+    machine_info,
+    machine_markdown,
+    markdown_table,
+    write_results,
+)
 
 from lossnet.sweeps.runner import run_sweep  # noqa: E402
 
@@ -78,7 +84,11 @@ def main() -> int:
     results: dict = {"machine": info, "overhead": [], "mini": []}
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp_name:
         tmp = Path(tmp_name)
-        from lossnet.sweeps.executors import InProcessExecutor, ProcessExecutor, RayExecutor
+        from lossnet.sweeps.executors import (
+            InProcessExecutor,
+            ProcessExecutor,
+            RayExecutor,
+        )
 
         # warm-up: first-use costs in this process (imports, environment capture, spec machinery)
         time_sweep(noop_spec(8, "inprocess-warmup"), InProcessExecutor(), 1, tmp, "inprocess-warmup")

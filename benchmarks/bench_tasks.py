@@ -40,13 +40,20 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(HERE.parent))
 
 import torch  # noqa: E402
-
-from common import (load_average, machine_info, machine_markdown, markdown_table, paired_ratios,  # noqa: E402
-                    set_threads, time_interleaved, write_results)
+from common import (  # noqa: E402
+    load_average,
+    machine_info,
+    machine_markdown,
+    markdown_table,
+    paired_ratios,
+    set_threads,
+    time_interleaved,
+    write_results,
+)
 
 from lossnet import PerceptualLoss, load_model  # noqa: E402
 from lossnet.tasks.autoencoding import ConvVAE, vae_step  # noqa: E402
-from lossnet.tasks.common import LossConfig  # noqa: E402
+from lossnet.tasks.config import LossConfig
 from lossnet.tasks.segmentation import IterativeUNet, seg_step  # noqa: E402
 from lossnet.tasks.superres import TransformNet, sr_step  # noqa: E402
 

@@ -48,9 +48,16 @@ sys.path.insert(1, str(HERE.parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
-from common import (RESULTS_DIR, load_average, machine_info, machine_markdown, markdown_table,  # noqa: E402
-                    paired_ratios, time_interleaved, write_results)
+from common import (  # noqa: E402
+    RESULTS_DIR,
+    load_average,
+    machine_info,
+    machine_markdown,
+    markdown_table,
+    paired_ratios,
+    time_interleaved,
+    write_results,
+)
 
 PLANS = {
     # 2AFC: triplets per timed run, image size, batch; loss: (size, batch) cells; repeats; warm-up calls
@@ -153,10 +160,10 @@ def lpips_eval(model, loader, device, no_grad: bool) -> tuple[np.ndarray, np.nda
 
 
 def bench_2afc(path: str, plan: dict, device: torch.device, budget: Budget, compile: bool) -> dict:
-    import lossnet
     from bench_similarity import _lpips_reference
     from torch.utils.data import DataLoader
 
+    import lossnet
     from lossnet.scoring import score_2afc
 
     sync = synchronizer(device)
@@ -196,12 +203,14 @@ def bench_2afc(path: str, plan: dict, device: torch.device, budget: Budget, comp
     warm["lpips (eval script)"] = synced(lambda: lpips_eval(ref, warm_loader, device, no_grad=False), sync)
     warm["lpips (no_grad)"] = synced(lambda: lpips_eval(ref, warm_loader, device, no_grad=True), sync)
 
-    # one warm-up round gives the cost of a repeat; skip what does not fit the budget
-    t0 = time.perf_counter()
+    # warm-up rounds (cuDNN autotuning), then one more gives the cost of a repeat: fit the repeats to the budget
     for _ in range(plan["warmup"]):
         for f in warm.values():
             f()
-    per_round = (time.perf_counter() - t0) / max(plan["warmup"], 1) * n / len(warm_items)
+    t0 = time.perf_counter()
+    for f in warm.values():
+        f()
+    per_round = (time.perf_counter() - t0) * n / len(warm_items)
     repeats = max(1, min(plan["afc_repeats"], int(budget.left() * 0.4 / max(per_round, 1e-9))))
     times = time_interleaved(fns, warmup=0, repeats=repeats)
 
@@ -350,11 +359,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--name", default="gpu", help="result file name (default gpu)")
     args = parser.parse_args(argv)
 
-    from lossnet.utils.devices import select_device
-
     from bench_loss import shared_weights
 
+    from lossnet.utils.devices import select_device
+
     device = select_device(args.device)
+    if device.type != "cuda" and not args.smoke:
+        raise SystemExit(f"the full plan is sized for one GPU ({PLANS['full']['afc_n']}-triplet runs, 512 px batches) and "
+                         f"this run would use {device.type!r}: pass --smoke to check the script on the CPU, or run the "
+                         "CPU benchmarks (bench_loss.py, bench_limit.py, bench_memory.py).")
     start = time.perf_counter()
     budget = Budget(args.budget_s)
     plan = PLANS["smoke" if args.smoke else "full"]

@@ -8,7 +8,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-
 _real_connect = socket.socket.connect
 
 

@@ -106,8 +106,12 @@ def python_snippets() -> list[str]:
 @pytest.fixture()
 def offline_home(tmp_path, monkeypatch):
     """HOME and the working folder with generated data; torchvision ImageNet weights seeded random."""
-    from lossnet.data.fixtures import (write_bapps_fixture, write_jnd_fixture, write_massachusetts_fixture,
-                                       write_tid2013_fixture)
+    from lossnet.data.fixtures import (
+        write_bapps_fixture,
+        write_jnd_fixture,
+        write_massachusetts_fixture,
+        write_tid2013_fixture,
+    )
     from lossnet.networks import weights
 
     home = tmp_path / "home"

@@ -44,7 +44,13 @@ def _list_metrics(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from ..networks import extraction_points, get_spec, layer_sets, list_architectures, weights_info
+    from ..networks import (
+        extraction_points,
+        get_spec,
+        layer_sets,
+        list_architectures,
+        weights_info,
+    )
 
     if args.metrics:
         if args.arch:

@@ -16,8 +16,13 @@ import sys
 from typing import Any
 
 from ..errors import LossnetError
-
-from .metric_args import LPIPS_SHORT_NETS, add_metric_args, add_run_args, metric_from_args, positive_int
+from .metric_args import (
+    LPIPS_SHORT_NETS,
+    add_metric_args,
+    add_run_args,
+    metric_from_args,
+    positive_int,
+)
 
 
 def _label(args: argparse.Namespace, metric) -> str | None:

@@ -103,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import LossnetError
     from ..tasks import TASKS
-    from ..tasks.common import LossConfig, RunOptions, parse_overrides
+    from ..tasks.config import LossConfig, parse_overrides
+    from ..tasks.run import RunOptions
 
     if args.task == "classifier":
         return run_classifier(args)
@@ -168,7 +169,8 @@ def run_classifier(args: argparse.Namespace) -> int:
 
     from ..errors import LossnetError
     from ..tasks.classifier import train_classifier
-    from ..tasks.common import RunOptions, parse_overrides
+    from ..tasks.config import parse_overrides
+    from ..tasks.run import RunOptions
 
     given = [k for k, unset in _NOT_FOR_CLASSIFIER.items() if getattr(args, k) != unset]
     if given:

@@ -72,7 +72,14 @@ from .images import (
     resize_pil,
     resized_shape,
 )
-from .mos import MAX_ABS_SCORE, SCORE_SCALES, MOSDataset, load_kadid10k, load_mos_csv, load_tid2013
+from .mos import (
+    MAX_ABS_SCORE,
+    SCORE_SCALES,
+    MOSDataset,
+    load_kadid10k,
+    load_mos_csv,
+    load_tid2013,
+)
 from .pairing import pair_by_stem
 from .photos import builtin_photos
 from .roads import (

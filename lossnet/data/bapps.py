@@ -37,7 +37,13 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from .images import Size, describe_loading, is_image_file, load_image, resolve_interpolation
+from .images import (
+    Size,
+    describe_loading,
+    is_image_file,
+    load_image,
+    resolve_interpolation,
+)
 from .pairing import pair_by_stem
 
 PathLike = Union[str, os.PathLike]

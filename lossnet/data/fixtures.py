@@ -23,9 +23,8 @@ from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from PIL import Image
-
 import torch.nn.functional as F
+from PIL import Image
 
 from ..errors import DataError
 from .autoencoding import builtin_digits, digit_labels
@@ -33,7 +32,12 @@ from .distortions import DISTORTIONS, apply_distortion
 from .images import pil_to_tensor
 from .photos import builtin_photos, photo_array, photo_names
 from .roads import generate_roads
-from .synthetic import _mixed_family_specs, _render_patch, _same_family_specs, builtin_jnd
+from .synthetic import (
+    _mixed_family_specs,
+    _render_patch,
+    _same_family_specs,
+    builtin_jnd,
+)
 
 PathLike = Union[str, os.PathLike]
 Labels = Union[Sequence[float], Mapping[str, Sequence[float]], None]

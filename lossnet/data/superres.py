@@ -20,7 +20,15 @@ import torch
 from PIL import Image
 
 from ..errors import DataError
-from .images import IMAGE_EXTENSIONS, center_crop_square, list_images, load_image, mod_crop, pil_to_tensor, resize_pil
+from .images import (
+    IMAGE_EXTENSIONS,
+    center_crop_square,
+    list_images,
+    load_image,
+    mod_crop,
+    pil_to_tensor,
+    resize_pil,
+)
 from .photos import photo_array, photo_names
 from .samples import Key, sample_rng, split_key
 

@@ -23,7 +23,14 @@ from .pictures import TASK_FIGURES, curves_figure
 from .report import report_data, write_report
 from .similarity import format_2afc, run_builtin_2afc
 from .sweep import kumar_section, study_report
-from .tasks import DEMO_TASKS, TRAIN_POINTS, collect_runs, demo_spec, judge_task, run_training_sweep
+from .tasks import (
+    DEMO_TASKS,
+    TRAIN_POINTS,
+    collect_runs,
+    demo_spec,
+    judge_task,
+    run_training_sweep,
+)
 
 
 @dataclass
@@ -139,6 +146,17 @@ DEMO_STEPS: list[tuple[str, Callable[[Path, int, DemoSettings, dict], Any]]] = [
     ("kumar", _kumar),
 ]
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the sweep's workers): the demo's cost
+    apart from what other programs on the machine take."""
+    try:
+        import resource
+    except ImportError:  # Windows: this process only
+        return time.process_time()
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 #: What ``restart`` discards: the demo's results store, its run folders and its reports.
 RESTART_PATHS = ("sweep/results.sqlite", "sweep/results-runs", "sweep/report", "figures", "report.html",
                  "report.json", "builtin_2afc.json")
@@ -162,19 +180,20 @@ def run_demo(out_dir: str | os.PathLike = "lossnet-out/demo", seed: int = 0, qui
                 p.unlink()
     out.mkdir(parents=True, exist_ok=True)
     load = round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None
-    start = time.time()
+    start, cpu_start = time.time(), _cpu_seconds()
     state: dict[str, Any] = {}
     step_seconds = {}
     for name, step in DEMO_STEPS:
         t = time.time()
         state[name] = step(out, seed, s, state)
         step_seconds[name] = round(time.time() - t, 1)
-    timing = {"seconds": round(time.time() - start, 1), "steps": step_seconds, "cpus": os.cpu_count(),
-              "load_average": load}
+    timing = {"seconds": round(time.time() - start, 1), "cpu_seconds": round(_cpu_seconds() - cpu_start, 1),
+              "steps": step_seconds, "cpus": os.cpu_count(), "load_average": load,
+              "load_average_end": round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None}
     data = report_data(out, state["metric"], state["training"], state["pictures"], state["study"], state["kumar"],
                        timing, {**s.to_dict(), "seed": seed})
     paths = write_report(out, data)
-    print(f"\ndone in {timing['seconds']} s. The report (and its JSON):\n{paths['html']}\n{paths['json']}", flush=True)
+    print(f"\ndone in {timing['seconds']} s ({timing['cpu_seconds']} CPU seconds). The report (and its JSON):\n{paths['html']}\n{paths['json']}", flush=True)
     return {**paths, "data": data}
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import html
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from ..utils.jsonio import write_json
 from ..utils.tables import fmt, html_table
@@ -177,8 +177,9 @@ def render_html(data: Mapping[str, Any]) -> str:
     t = data["timing"]
     out.append(_p(f"Built-in data only (scikit-image photos, scikit-learn digits, generated road tiles, a synthetic "
                   f"2AFC set). Loss networks at hand offline: EfficientNet-Lite0 with its real ImageNet weights, an "
-                  f"untrained copy of it, and the pixel baselines. Ran in {cell('seconds', t.get('seconds'))} s on "
-                  f"{t.get('cpus')} CPU cores (load average {t.get('load_average')} at the start)."))
+                  f"untrained copy of it, and the pixel baselines. Ran in {cell('seconds', t.get('seconds'))} s "
+                  f"({cell('seconds', t.get('cpu_seconds'))} CPU seconds) on {t.get('cpus')} CPU cores, load average "
+                  f"{t.get('load_average')} at the start and {t.get('load_average_end')} at the end."))
     out.append("<h2 id='answer'>The answer</h2><div class='answer'>" + "".join(_p(a) for a in data["answer"]) + "</div>")
     sim = data.get("similarity")
     if sim:

@@ -25,7 +25,13 @@ import numpy as np
 from ..data.synthetic import builtin_2afc
 from ..loss.factory import create_metric
 from ..networks.extraction import layer_sets
-from ..scoring.twoafc import SYNTHETIC_NOTE, TripletDistances, bootstrap_means, score_2afc, twoafc_scores
+from ..scoring.twoafc import (
+    SYNTHETIC_NOTE,
+    TripletDistances,
+    bootstrap_means,
+    score_2afc,
+    twoafc_scores,
+)
 from ..utils.jsonio import write_json
 from ..utils.tables import fmt, text_table
 

@@ -31,7 +31,14 @@ from ..networks.extraction import LossNetwork, resolve_layers
 from ..networks.registry import get_spec, list_architectures
 from ..networks.weights import WeightsArg
 from .perceptual import PerceptualLoss, Reduction
-from .presets import METRIC_PRESETS, MetricPreset, get_preset, list_metrics, lpips_preset_name, register_metric
+from .presets import (
+    METRIC_PRESETS,
+    MetricPreset,
+    get_preset,
+    list_metrics,
+    lpips_preset_name,
+    register_metric,
+)
 
 LOSS_KWARGS = ("layer_weights", "input_range", "spatial", "expand_grayscale", "tokens")
 _LPIPS_NET_OF_ARCH = {arch: net for net, arch in LPIPS_ARCHS.items()}

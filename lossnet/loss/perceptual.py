@@ -16,8 +16,13 @@ from typing import Literal, Mapping, Sequence
 import torch
 from torch import nn
 
-from ..distances.functional import FEATURE_DISTANCES, PIXEL_DISTANCES, canonical_distance, feature_distance
-from ..distances.functional import layer_weight_map
+from ..distances.functional import (
+    FEATURE_DISTANCES,
+    PIXEL_DISTANCES,
+    canonical_distance,
+    feature_distance,
+    layer_weight_map,
+)
 from ..distances.lin import resolve_lin
 from ..errors import LossnetError, unknown_name
 from ..inputs import InputRange, check_pair

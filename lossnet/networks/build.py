@@ -93,7 +93,10 @@ def fx_helpers(model: nn.Module):
     if is_timm_model(model):
         from timm.models import create_feature_extractor, get_graph_node_names
     else:
-        from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
+        from torchvision.models.feature_extraction import (
+            create_feature_extractor,
+            get_graph_node_names,
+        )
     return get_graph_node_names, create_feature_extractor
 
 

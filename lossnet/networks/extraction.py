@@ -32,7 +32,13 @@ from torch import nn
 
 from ..errors import InputError, LossnetError, WeightsError, unknown_name
 from ..inputs import check_images
-from .build import fixed_input_size, fx_helpers, graph_node_names, meta_model, token_layout
+from .build import (
+    fixed_input_size,
+    fx_helpers,
+    graph_node_names,
+    meta_model,
+    token_layout,
+)
 from .checkpoints import WeightsArg, file_sha256, read_checkpoint
 from .registry import (
     HEAD_NAMES,
@@ -510,7 +516,7 @@ class LossNetwork(nn.Module):
     def _run(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         try:
             out = self.body(x)
-        except RuntimeError as exc:
+        except RuntimeError:
             error = self._too_small(x)
             if error is not None:
                 raise error from None

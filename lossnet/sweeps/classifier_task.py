@@ -27,7 +27,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..networks.classifiers import ensure_registered, is_classifier_name, register_catalogue
+from ..networks.classifiers import (
+    ensure_registered,
+    is_classifier_name,
+    register_catalogue,
+)
 from .tasks import TaskError, _work_dir, register_task
 
 DEFAULTS = {"config": "mini", "data": "builtin", "overrides": {}, "device": "auto", "amp": False}
@@ -40,7 +44,7 @@ def run_classifier(run: Mapping[str, Any], work_dir: Path | None) -> dict:
     """Train ``run["arch"]`` with the run's settings and return its metrics and evaluations."""
     from ..distances.functional import canonical_distance
     from ..tasks.classifier import train_classifier
-    from ..tasks.common import RunOptions
+    from ..tasks.run import RunOptions
 
     arch = run.get("arch")
     if not is_classifier_name(arch):

@@ -39,8 +39,8 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
 from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 

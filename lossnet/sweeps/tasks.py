@@ -201,7 +201,8 @@ def _training(task: str) -> AdapterFn:
     def adapter(run: Mapping[str, Any], work_dir: Path | None) -> dict:
         try:
             from ..tasks import TASKS as TRAINERS
-            from ..tasks.common import LossConfig, RunOptions
+            from ..tasks.config import LossConfig
+            from ..tasks.run import RunOptions
         except ImportError as exc:  # pragma: no cover - depends on the task modules being present
             raise TaskError(f"the {task} task needs lossnet.tasks (train_{task}): {exc}") from exc
         if task not in TRAINERS:  # pragma: no cover

@@ -9,10 +9,12 @@ Example:
     >>> metrics["metrics"]["psnr"]  # doctest: +SKIP
 """
 from .autoencoding import AutoencoderConfig, ConvVAE, train_autoencoder
-from .common import ConfigMismatchError, LossConfig, Precision, RunOptions, TrainConfig, TrainingError
+from .config import ConfigMismatchError, LossConfig, TrainConfig, TrainingError
 from .metrics import psnr_y, rgb_to_y, road_counts, road_scores, ssim_y
+from .run import RunOptions
 from .segmentation import IterativeUNet, SegmentationConfig, train_segmentation
 from .superres import SuperresConfig, TransformNet, train_superres
+from .trainer import Precision
 
 TASKS = {"autoencoder": train_autoencoder, "superres": train_superres, "segmentation": train_segmentation}
 CONFIGS = {"autoencoder": AutoencoderConfig, "superres": SuperresConfig, "segmentation": SegmentationConfig}

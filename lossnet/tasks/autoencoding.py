@@ -28,8 +28,10 @@ from torch import nn
 
 from ..data.autoencoding import ArrayImages, AutoencodingData, load_autoencoding_data
 from ..errors import LossnetError
-from .common import (LossConfig, Precision, RunDir, RunOptions, TrainConfig, Trainer, finish_metrics, resolve_run,
-                     run_config, seed_everything)
+from .config import LossConfig, TrainConfig
+from .run import RunOptions, finish_metrics, resolve_run, run_config
+from .rundir import RunDir
+from .trainer import Precision, Trainer, seed_everything
 
 PROBE_HIDDEN: tuple[tuple[int, ...], ...] = ((), (32,), (64,), (32, 32), (64, 32), (64, 64), (128, 128))
 

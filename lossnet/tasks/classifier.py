@@ -16,7 +16,7 @@ epochs), and writes to the run folder:
 
 Killed at any moment (even ``kill -9``), the same command resumes from the last checkpoint;
 on the CPU the resumed run ends bit-identical to an uninterrupted one. The data order and
-the augmentation of every image are functions of the seed (:func:`lossnet.tasks.common.epoch_keys`
+the augmentation of every image are functions of the seed (:func:`lossnet.tasks.trainer.epoch_keys`
 and one integer seed per image), evaluation never draws from the global RNG.
 
 Configs (``--config``; every field can be overridden with ``--set key=value``):
@@ -47,21 +47,43 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.imagenet64 import (ClassificationItems, ImageArrays, augment_batch, class_subset, collate_batch,
-                               load_imagenet64, normalize, restrict_classes)
+from ..data.imagenet64 import (
+    ClassificationItems,
+    ImageArrays,
+    augment_batch,
+    class_subset,
+    collate_batch,
+    load_imagenet64,
+    normalize,
+    restrict_classes,
+)
 from ..errors import LossnetError
 from ..networks import classifiers as nets
+from ..utils.devices import select_device
 from ..utils.jsonio import atomic_torch_save, read_json, write_json
-from .classifier_eval import accuracy, best_by, frequency_sensitivity, perceptual_score, perceptual_sets
-from .classifier_schedules import (STEP_BOUNDARIES, check_schedule, evaluation_steps, learning_rate, make_optimizer,
-                                   parameter_groups)
-from .common import (Precision, RunDir, RunOptions, TrainConfig, Trainer, TrainingError, rng_state, seed_everything,
-                     select_device, set_rng_state)
+from .classifier_eval import (
+    accuracy,
+    best_by,
+    frequency_sensitivity,
+    perceptual_score,
+    perceptual_sets,
+)
+from .classifier_schedules import (
+    STEP_BOUNDARIES,
+    check_schedule,
+    evaluation_steps,
+    learning_rate,
+    make_optimizer,
+    parameter_groups,
+)
+from .config import TrainConfig, TrainingError
+from .run import RunOptions
+from .rundir import RunDir
+from .trainer import Precision, Trainer, rng_state, seed_everything, set_rng_state
 
 IMAGENET_TRAIN = 1_281_167  # images in the ImageNet-1k train split (ImageNet 64x64 has the same)
 EVAL_DIR = "evals"
@@ -267,7 +289,7 @@ def load_classification_data(data: DataArg, cfg: ClassifierConfig, progress: boo
 
 
 class ClassifierTrainer(Trainer):
-    """:class:`~lossnet.tasks.common.Trainer` with the study's optimiser, learning-rate schedule,
+    """:class:`~lossnet.tasks.trainer.Trainer` with the study's optimiser, learning-rate schedule,
     EMA and evaluation steps. The Trainer's loop, checkpoints and RNG handling are unchanged;
     this class sets the learning rate of every update, updates the EMA after it, fetches a
     batch at a time, and evaluates the weights of each evaluation step before the next update

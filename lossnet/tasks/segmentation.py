@@ -25,9 +25,11 @@ from torch import nn
 
 from ..data.roads import RoadPairs, SegmentationData, load_segmentation_data
 from ..errors import LossnetError
-from .common import (LossConfig, RunDir, RunOptions, TrainConfig, Trainer, finish_metrics, resolve_run, run_config,
-                     seed_everything)
+from .config import LossConfig, TrainConfig
 from .metrics import RoadCounts, road_counts, road_scores
+from .run import RunOptions, finish_metrics, resolve_run, run_config
+from .rundir import RunDir
+from .trainer import Trainer, seed_everything
 
 
 def _double_conv(cin: int, cout: int) -> nn.Sequential:

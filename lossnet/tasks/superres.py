@@ -26,9 +26,11 @@ from torch import nn
 
 from ..data.superres import SuperresData, load_superres_data
 from ..errors import LossnetError, WeightsError
-from .common import (LossConfig, RunDir, RunOptions, TrainConfig, Trainer, finish_metrics, resolve_run, run_config,
-                     seed_everything)
+from .config import LossConfig, TrainConfig
 from .metrics import psnr_y, quantize_8bit, ssim_y
+from .run import RunOptions, finish_metrics, resolve_run, run_config
+from .rundir import RunDir
+from .trainer import Trainer, seed_everything
 
 LPIPS_NETS = ("alex", "vgg", "squeeze", "none")
 

@@ -13,7 +13,6 @@ import math
 from typing import Any, Iterable, Sequence
 
 
-
 def fmt(v: Any, digits: int = 2) -> str:
     """A table cell: numbers with ``digits`` decimals, None as an en dash."""
     if v is None:

@@ -68,7 +68,6 @@ def test_distance_missing_file(image_files, tmp_path, capsys):
 
 
 def test_distance_offline_imagenet_weights_error(image_files, capsys, monkeypatch, tmp_path):
-    import torch
     import urllib.error
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))

@@ -8,8 +8,13 @@ import torch
 
 import lossnet
 from lossnet.cli.main import main
-from lossnet.data import load_2afc, write_bapps_fixture, write_jnd_fixture, write_mos_csv_fixture, \
-    write_tid2013_fixture
+from lossnet.data import (
+    load_2afc,
+    write_bapps_fixture,
+    write_jnd_fixture,
+    write_mos_csv_fixture,
+    write_tid2013_fixture,
+)
 from lossnet.scoring import score_2afc
 
 

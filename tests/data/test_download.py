@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from lossnet.data import DATASETS, DataError, download_dataset, load_2afc, manual_instructions, write_bapps_fixture
+from lossnet.data import (
+    DATASETS,
+    DataError,
+    download_dataset,
+    load_2afc,
+    manual_instructions,
+    write_bapps_fixture,
+)
 
 
 class _LocalDownloader:

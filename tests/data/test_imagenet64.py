@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from lossnet.errors import DataError, LossnetError
 from lossnet.data import imagenet64 as I
+from lossnet.errors import DataError, LossnetError
 
 
 @pytest.fixture

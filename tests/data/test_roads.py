@@ -7,7 +7,13 @@ import pytest
 import torch
 from PIL import Image
 
-from lossnet.data import DataError, load_mask, load_segmentation_data, massachusetts_layout, write_massachusetts_fixture
+from lossnet.data import (
+    DataError,
+    load_mask,
+    load_segmentation_data,
+    massachusetts_layout,
+    write_massachusetts_fixture,
+)
 
 
 def test_every_image_is_paired_with_the_mask_of_its_name(tmp_path):

@@ -102,7 +102,11 @@ def test_mixed_family_rule(sets):
 
 
 def test_structure_vs_appearance_rule(sets):
-    from lossnet.data.synthetic import APPEARANCE_FAMILIES, STRUCTURAL_FAMILIES, SVA_LEVELS
+    from lossnet.data.synthetic import (
+        APPEARANCE_FAMILIES,
+        STRUCTURAL_FAMILIES,
+        SVA_LEVELS,
+    )
 
     ds = sets["structure-vs-appearance"]
     assert len(ds) == N and ds.synthetic

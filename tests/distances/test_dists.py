@@ -4,7 +4,14 @@ import torch
 
 import lossnet
 from lossnet.distances import functional as D
-from lossnet.distances.dists import DISTS, dists, dists_distance, dists_lin, dists_terms, structure_texture
+from lossnet.distances.dists import (
+    DISTS,
+    dists,
+    dists_distance,
+    dists_lin,
+    dists_terms,
+    structure_texture,
+)
 from lossnet.errors import LossnetError, WeightsError
 
 C = 1e-6

@@ -10,7 +10,13 @@ import torchvision
 import lossnet
 from lossnet.errors import LossnetError, WeightsError
 from lossnet.loss.dists import dists, dists_weights_file
-from lossnet.networks.dists_vgg import DISTS_CHANNELS, DISTS_POINTS, L2Pooling, dists_vgg16, resize_shorter_side
+from lossnet.networks.dists_vgg import (
+    DISTS_CHANNELS,
+    DISTS_POINTS,
+    L2Pooling,
+    dists_vgg16,
+    resize_shorter_side,
+)
 
 ref_module = pytest.importorskip("DISTS_pytorch.DISTS_pt")
 

@@ -9,7 +9,13 @@ import torch.nn.functional as F
 import lossnet
 from lossnet.errors import InputError, LossnetError, UnknownNameError
 from lossnet.loss import fast
-from lossnet.loss.fast import TOLERANCE, AcceleratedTrunk, accelerate, acceleration, tolerance
+from lossnet.loss.fast import (
+    TOLERANCE,
+    AcceleratedTrunk,
+    accelerate,
+    acceleration,
+    tolerance,
+)
 
 DISTANCES = ("spatial", "mse", "style")
 SIZE = 40  # just above alexnet's smallest input for the LPIPS points (31 px): half precision is slow on CPU

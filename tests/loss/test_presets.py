@@ -2,7 +2,14 @@
 import pytest
 
 from lossnet.errors import LossnetError
-from lossnet.loss import METRIC_PRESETS, MetricPreset, PerceptualLoss, create_metric, list_metrics, register_metric
+from lossnet.loss import (
+    METRIC_PRESETS,
+    MetricPreset,
+    PerceptualLoss,
+    create_metric,
+    list_metrics,
+    register_metric,
+)
 from lossnet.loss.presets import get_preset, lpips_preset_name
 
 LPIPS_ARCH = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezenet1_1"}

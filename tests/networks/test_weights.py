@@ -7,8 +7,8 @@ import torch
 
 import lossnet
 from lossnet.errors import WeightsError
-from lossnet.utils import download as download_mod
 from lossnet.networks import weights as weights_mod
+from lossnet.utils import download as download_mod
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from scipy.stats import spearmanr
 
-from lossnet.sweeps.spec import expand, load_spec
-from lossnet.sweeps.store import ResultsStore
 from lossnet.report import tables
 from lossnet.report.study import build_report
+from lossnet.sweeps.spec import expand, load_spec
+from lossnet.sweeps.store import ResultsStore
 
 ARCHS = ["alexnet", "vgg16", "resnet18", "resnet50", "squeezenet1_1"]
 SUBSETS = ["traditional", "cnn"]

@@ -11,6 +11,7 @@ from scipy import stats
 
 import lossnet
 from lossnet.data import load_2afc, write_bapps_fixture
+from lossnet.scoring import score_2afc
 from lossnet.scoring.analyses import (
     EntropyMeter,
     analyze_2afc,
@@ -19,7 +20,6 @@ from lossnet.scoring.analyses import (
     normalized_entropy,
     rank_correlation,
 )
-from lossnet.scoring import score_2afc
 
 JUDGES = [0.0, 1.0, 0.2, 1.0, 0.0, 0.6, 1.0, 0.0, 0.4, 0.5]
 

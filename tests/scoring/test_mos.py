@@ -10,8 +10,14 @@ from PIL import Image
 from scipy import stats
 
 import lossnet
-from lossnet.data import load_kadid10k, load_mos_csv, load_tid2013, write_kadid_fixture, write_mos_csv_fixture, \
-    write_tid2013_fixture
+from lossnet.data import (
+    load_kadid10k,
+    load_mos_csv,
+    load_tid2013,
+    write_kadid_fixture,
+    write_mos_csv_fixture,
+    write_tid2013_fixture,
+)
 from lossnet.scoring import MOSResult, format_table, mos_correlations, score_mos
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lossnet.errors import LossnetError
 from lossnet.networks import classifiers as C
 from lossnet.sweeps import classifier_task  # noqa: F401  (registers the task)
 from lossnet.sweeps.runner import run_sweep
-from lossnet.errors import LossnetError
 from lossnet.sweeps.spec import expand, load_spec
 from lossnet.sweeps.store import ResultsStore
 from lossnet.sweeps.tasks import TaskError, get_task

@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from lossnet.errors import LossnetError
-from lossnet.sweeps.spec import RunConfig, SpecError, expand, list_specs, load_spec, run_id
+from lossnet.sweeps.spec import (
+    RunConfig,
+    SpecError,
+    expand,
+    list_specs,
+    load_spec,
+    run_id,
+)
 
 GRID_TOML = """
 name = "grid"

@@ -6,12 +6,16 @@ import functools
 import pytest
 import torch
 
-from lossnet.errors import DataError
-from lossnet.data import (digit_images as _digit_images, load_autoencoding_data, load_builtin_digits, write_stl10_fixture,
-                                    write_svhn_fixture)
-from lossnet.errors import LossnetError
+from lossnet.data import digit_images as _digit_images
+from lossnet.data import (
+    load_autoencoding_data,
+    load_builtin_digits,
+    write_stl10_fixture,
+    write_svhn_fixture,
+)
+from lossnet.errors import DataError, LossnetError
 from lossnet.tasks.autoencoding import ConvVAE, decoder_kernels, train_probe, vae_step
-from lossnet.tasks.common import LossConfig
+from lossnet.tasks.config import LossConfig
 
 
 @pytest.fixture(autouse=True)

@@ -14,9 +14,14 @@ from lossnet.data.imagenet64 import ImageArrays
 from lossnet.errors import LossnetError
 from lossnet.tasks import classifier as T
 from lossnet.tasks.classifier_eval import lowpass_mask, lowpass_square
-from lossnet.tasks.classifier_schedules import (evaluation_steps, learning_rate, make_optimizer,
-                                                parameter_groups)
-from lossnet.tasks.common import ConfigMismatchError, RunOptions
+from lossnet.tasks.classifier_schedules import (
+    evaluation_steps,
+    learning_rate,
+    make_optimizer,
+    parameter_groups,
+)
+from lossnet.tasks.config import ConfigMismatchError
+from lossnet.tasks.run import RunOptions
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ import torch
 
 import lossnet
 from lossnet.tasks.classifier import train_classifier
-from lossnet.tasks.common import RunOptions
+from lossnet.tasks.run import RunOptions
 
 
 @pytest.fixture(autouse=True)

@@ -10,8 +10,15 @@ from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from lossnet.errors import LossnetError
-from lossnet.tasks.metrics import (RoadCounts, psnr_y, quantize_8bit, rgb_to_y, road_counts, road_scores,
-                                   ssim_y)
+from lossnet.tasks.metrics import (
+    RoadCounts,
+    psnr_y,
+    quantize_8bit,
+    rgb_to_y,
+    road_counts,
+    road_scores,
+    ssim_y,
+)
 
 
 def _y_skimage(x: torch.Tensor) -> np.ndarray:

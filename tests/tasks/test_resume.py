@@ -12,9 +12,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from lossnet.tasks.common import ConfigMismatchError, LossConfig, RunDir, TrainConfig, Trainer, TrainingError
-from lossnet.tasks.segmentation import IterativeUNet, seg_step
 from lossnet.data import load_segmentation_data
+from lossnet.tasks.config import (
+    ConfigMismatchError,
+    LossConfig,
+    TrainConfig,
+    TrainingError,
+)
+from lossnet.tasks.rundir import RunDir
+from lossnet.tasks.segmentation import IterativeUNet, seg_step
+from lossnet.tasks.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[2]
 # Two epochs of 8 steps, a checkpoint every 3 steps (and at the epoch end), early-stopping

@@ -5,11 +5,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lossnet.data import (
+    generate_roads,
+    load_segmentation_data,
+    massachusetts_layout,
+    write_massachusetts_fixture,
+)
 from lossnet.errors import DataError
-from lossnet.data import (generate_roads, load_segmentation_data, massachusetts_layout,
-                                    write_massachusetts_fixture)
-from lossnet.tasks.common import LossConfig
-from lossnet.tasks.segmentation import IterativeUNet, evaluate_segmentation, seg_loss, seg_step
+from lossnet.tasks.config import LossConfig
+from lossnet.tasks.segmentation import (
+    IterativeUNet,
+    evaluate_segmentation,
+    seg_loss,
+    seg_step,
+)
 
 
 @pytest.fixture(autouse=True)

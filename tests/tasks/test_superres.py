@@ -4,14 +4,26 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lossnet.errors import DataError
-from lossnet.data import BUILTIN_SR_EVAL, eval_set_images, load_superres_data, write_superres_fixture
-from lossnet.errors import LossnetError
+from lossnet.data import (
+    BUILTIN_SR_EVAL,
+    eval_set_images,
+    load_superres_data,
+    write_superres_fixture,
+)
+from lossnet.errors import DataError, LossnetError
 from lossnet.tasks import superres as sr_mod
-from lossnet.tasks.common import LossConfig
+from lossnet.tasks.config import LossConfig
 from lossnet.tasks.metrics import psnr_y
-from lossnet.tasks.superres import (SuperresConfig, TransformNet, bicubic_upscale, build_lpips, degrade,
-                                    evaluate_superres, gaussian_blur, sr_step)
+from lossnet.tasks.superres import (
+    SuperresConfig,
+    TransformNet,
+    bicubic_upscale,
+    build_lpips,
+    degrade,
+    evaluate_superres,
+    gaussian_blur,
+    sr_step,
+)
 
 
 @pytest.fixture(autouse=True)

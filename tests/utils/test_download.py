@@ -13,7 +13,12 @@ from pathlib import Path
 import pytest
 
 from lossnet.errors import DownloadError
-from lossnet.utils.download import archive_sha256, download_file, extract_archive, marker_path
+from lossnet.utils.download import (
+    archive_sha256,
+    download_file,
+    extract_archive,
+    marker_path,
+)
 
 PAYLOAD = bytes(range(256)) * 400  # 102,400 bytes
 
