@@ -80,13 +80,24 @@ def blocked_call(self, images, groups, pairs, feats=None):
     The engine prepares (normalises) a whole point's features at once and then compares group
     pairs: at 64 px, relu1_2 of 150 images is 157 MB, so every step streams from DRAM. Here each
     point is cut into blocks of items whose features of all groups take about BLOCK_BYTES (one
-    triplet at relu1_2), so prepare and compare work on data still in cache.
+    triplet at relu1_2), so prepare and compare work on data still in cache. The blocks' small
+    operations run on one thread: with two, every operation's fork/join cost more than it saved
+    (measured 5x slower on the loaded 2-core machine).
     """
+    if feats is None:
+        feats = self.features(images)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # thousands of small ops: one thread (no fork/join per op; 2 threads made it 5x slower)
+    try:
+        return _blocked_distances(self, images, groups, pairs, feats)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _blocked_distances(self, images, groups, pairs, feats):
     from lossnet.distances.functional import FEATURE_DISTANCES, PIXEL_DISTANCES
     from lossnet.scoring.engine import COMBINED
 
-    if feats is None:
-        feats = self.features(images)
     out = {}
     for name in self.distances:
         if name in PIXEL_DISTANCES:
@@ -310,7 +321,8 @@ gives the engine's numbers to {r['prototype_max_rel_diff']:.1e} relative.
 The distances are the only large step: the engine normalises a whole point's features (relu1_2 of 150 images at
 64 px: 157 MB) and then compares pairs, so each step streams the features from memory again. The prototype
 (`blocked_call` in this file) runs the same records (`FEATURE_DISTANCES[name].prepare` / `.compare`) on blocks of
-items of about {BLOCK_BYTES // 1024} KiB per point (one triplet at relu1_2), which stay in cache.
+items of about {BLOCK_BYTES // 1024} KiB per point (one triplet at relu1_2), which stay in cache, on one thread
+(the blocks' many small operations lose more to fork/join than two threads gain).
 
 ## Machine
 

@@ -45,7 +45,8 @@ def unknown_name(kind: str, name: str, valid: Iterable[str], hint: str = "") -> 
     """Build an error for an unknown ``name`` that lists close matches and the valid names.
 
     Example:
-        >>> raise unknown_name("architecture", "vgg61", ["vgg16", "vgg19"])
+        >>> print(unknown_name("architecture", "vgg61", ["vgg16", "vgg19"]))
+        unknown architecture 'vgg61'. Did you mean 'vgg19', 'vgg16'? Valid architectures: vgg16, vgg19.
     """
     valid = list(valid)
     close = difflib.get_close_matches(str(name), valid, n=3, cutoff=0.5)

@@ -83,20 +83,22 @@ def superres_figure(runs: list[dict[str, Any]], path: str | os.PathLike, crop: i
     names = data.eval_names["builtin"]
     models = [(_short(r["loss"]), trained_model("superres", r)) for r in runs]
     cols = 3 + len(models)
-    fig, axes = plt.subplots(len(images), cols, figsize=(1.45 * cols, 1.6 * len(images)), squeeze=False)
+    fig, axes = plt.subplots(len(images), cols, figsize=(1.6 * cols, 1.95 * len(images) + 0.3), squeeze=False)
+    titles = ["low-res input", "bicubic", *(label.replace(") ", ")\n") for label, _ in models), "ground truth"]
     for i, hr in enumerate(images):
         hr = hr[None]
         lr = degrade(hr, cfg.scale, cfg.blur_sigma)
-        panels = [(f"{names[i]}: low-res input", F.interpolate(lr, scale_factor=cfg.scale, mode="nearest"))]
+        panels = [(names[i], F.interpolate(lr, scale_factor=cfg.scale, mode="nearest"))]
         bic = quantize_8bit(bicubic_upscale(lr, cfg.scale))
-        panels.append((f"bicubic {float(psnr_y(bic, hr, cfg.scale)):.2f} dB", bic))
+        panels.append((f"{float(psnr_y(bic, hr, cfg.scale)):.2f} dB", bic))
         for label, model in models:
             sr = quantize_8bit(model(lr).clamp(0, 1))
-            panels.append((f"{label}\n{float(psnr_y(sr, hr, cfg.scale)):.2f} dB", sr))
-        panels.append(("ground truth", hr))
-        for ax, (title, img) in zip(axes[i], panels):
-            _show(ax, _center_crop(img[0], crop), title)
-    fig.tight_layout(pad=0.3)
+            panels.append((f"{float(psnr_y(sr, hr, cfg.scale)):.2f} dB", sr))
+        panels.append(("PSNR on the whole photo", hr))
+        for j, (ax, (caption, img)) in enumerate(zip(axes[i], panels)):
+            _show(ax, _center_crop(img[0], crop), titles[j] if i == 0 else None)
+            ax.set_xlabel(caption, fontsize=7)
+    fig.tight_layout(pad=0.4)
     return _save(fig, path)
 
 

@@ -94,6 +94,19 @@ def answer(sim: Mapping[str, Any] | None, tasks: Mapping[str, Mapping[str, Any]]
         text += ". " + ("Its interval overlaps the best pixel metric's." if overlap else
                         "Its interval is clear of the pixel metrics'." if pixel else "")
         out.append(text.strip())
+        split = "structure-vs-appearance"
+        if split in sim["subsets"]:
+            def best_on(metric: str) -> Mapping[str, Any]:
+                return max((r for r in sim["rows"] if r["metric"] == metric), key=lambda r: r["subsets"][split]["score"])
+            parts = []
+            for metric in dict.fromkeys(r["metric"] for r in sim["rows"]):
+                r = best_on(metric)
+                sub = r["subsets"][split]
+                at = "" if r["point"] == "-" else f" at {r['point']}"
+                parts.append(f"{metric}{at} {cell('PS', sub['score'])} [{cell('PS', sub['ci_low'])}, "
+                             f"{cell('PS', sub['ci_high'])}]")
+            out.append(f"Where pixel and perceptual metrics disagree (the {split} subset), best per metric: "
+                       + "; ".join(parts) + ".")
     for task, t in tasks.items():
         headline = TASK_METRICS[task][0]
         done = [r for r in t["runs"] if "metrics" in r and r["metrics"].get(headline) is not None]
@@ -105,8 +118,8 @@ def answer(sim: Mapping[str, Any] | None, tasks: Mapping[str, Mapping[str, Any]]
         base = ", ".join(f"{name} {cell(headline, v.get(headline))}" for name, v in t.get("baselines", {}).items())
         beaten = sum(bool(r.get("beats_baseline")) for r in done)
         flat = sum(bool(r.get("plateaued")) for r in done)
-        out.append(f"As a training loss for {TASK_TITLES[task].lower()}: best {ranked[0]['loss']} ({headline}); "
-                   f"ranking {order}; trivial baseline {base}. {beaten}/{len(done)} runs beat the baseline, "
+        out.append(f"As a training loss for {TASK_TITLES[task].lower()}, by {headline}: {order}; trivial "
+                   f"baseline {base}. {beaten}/{len(done)} runs beat the baseline, "
                    f"{flat}/{len(done)} trained until the loss flattened out.")
     return out
 

@@ -14,7 +14,7 @@ loss:
 Example:
     >>> spec = demo_spec(DEMO_TASKS)
     >>> sorted({(r.task, r.network_label, r.label) for r in expand(spec)})[:2]
-    [('autoencoder', 'efficientnet_lite0', 'blocks.0'), ('autoencoder', 'efficientnet_lite0', 'blocks.2')]
+    [('autoencoder', 'efficientnet_lite0', 'blocks.0'), ('autoencoder', 'efficientnet_lite0', 'blocks.1')]
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ from ..tasks.metrics import RoadCounts, road_counts, road_scores
 ARCH = "efficientnet_lite0"
 #: Extraction points trained with the ImageNet weights (an early and a middle one); the untrained
 #: copy uses the first.
-TRAIN_POINTS = ("blocks.0", "blocks.2")
+TRAIN_POINTS = ("blocks.0", "blocks.1")
 #: Per task: the mini config's overrides (none: the demo runs exactly ``--config mini``).
 DEMO_TASKS: dict[str, dict[str, Any]] = {"superres": {}, "autoencoder": {}, "segmentation": {}}
 #: Per task: (headline metric, higher is better, metrics shown, the judging metrics that are not a training loss).

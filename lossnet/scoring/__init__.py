@@ -11,7 +11,7 @@ Example:
     >>> r = score_2afc(lossnet.PerceptualLoss(distance="l2"), builtin_2afc(n_per_subset=5), bootstrap=0,
     ...                progress=False)
     >>> sorted(r.subsets)
-    ['same-family', 'structure-vs-appearance', 'within-family']
+    ['mixed-family', 'same-family', 'structure-vs-appearance']
 """
 from .analyses import analyze_2afc, format_analysis
 from .calibration import CalibrationError, LinCalibrator, calibrate

@@ -97,7 +97,7 @@ class SweepProgress:
 
     Example:
         >>> progress = SweepProgress(total=2, desc="demo", bar=False)
-        >>> progress.run_done({"task": "noop", "distance": "l2", "seed": 0}, "finished", 0.01)  # doctest: +SKIP
+        >>> progress.run_done({"task": "noop", "distance": "l2", "seed": 0}, "finished", 0.01)  # a line on stderr
         >>> progress.close()
     """
 

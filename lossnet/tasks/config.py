@@ -143,6 +143,7 @@ class LossConfig:
     points (an early one, which did best for super-resolution).
 
     Example:
+        >>> import torch
         >>> LossConfig(net=None, distance="l2").build()(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)).shape
         torch.Size([])
     """

@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Optional, Union
 
 from ..errors import DownloadError
+from .progress import progress_bar
 
 PathLike = Union[str, os.PathLike]
 
@@ -211,12 +212,7 @@ def _stream(
         total = (start + length) if length is not None else expected_size
         bar = None
         if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(
-                total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
-                desc=dest.name, leave=True, dynamic_ncols=True,
-            )
+            bar = progress_bar(total, dest.name, unit="B", initial=start, leave=True, byte_units=True)
         received = 0
         try:
             with open(part, mode) as f:

@@ -141,32 +141,6 @@ def test_formula_on_hand_made_triplets():
         assert r.subsets["hand"]["score"] == pytest.approx(100 * (0.8 + 0.6 + 0.5 + 1.0) / 4)
 
 
-def test_layerwise_scores_equal_single_layer_runs(sets, alex_file):
-    full = lossnet.lpips("alex", weights=alex_file)
-    result = score_2afc(full, sets, bootstrap=0, progress=False)
-    for p in (full.points[0], full.points[-1]):
-        alone = lossnet.PerceptualLoss("alexnet", layers=[p], weights=alex_file, lin={p: full.lin[p]},
-                                       input_norm="lpips")
-        single = score_2afc(alone, sets, bootstrap=0, progress=False)
-        assert {k: v["score"] for k, v in single.subsets.items()} == pytest.approx(result.layers[p])
-        np.testing.assert_allclose(single.triplets.d0["spatial"]["combined"],
-                                   result.triplets.d0["spatial"][p], rtol=1e-6)
-
-
-def test_three_distances_from_one_pass_equal_three_runs(sets, alex_file):
-    kw = dict(arch="alexnet", layers=["features.1", "features.7", "features.11"], weights=alex_file)
-    names = ["spatial", "mean_pool", "style"]
-    joint = score_2afc(lossnet.PerceptualLoss(**kw), sets, distances=names, bootstrap=50, progress=False)
-    assert joint.distance == "spatial" and list(joint.distances) == names
-    for d in names:
-        alone = score_2afc(lossnet.PerceptualLoss(distance=d, **kw), sets, bootstrap=50, progress=False)
-        for key in alone.triplets.d0[d]:
-            np.testing.assert_allclose(joint.triplets.d0[d][key], alone.triplets.d0[d][key], rtol=1e-6)
-            np.testing.assert_allclose(joint.triplets.d1[d][key], alone.triplets.d1[d][key], rtol=1e-6)
-        assert joint.distances[d]["subsets"] == alone.subsets
-        assert joint.distances[d]["layers"] == alone.layers
-
-
 def test_layer_weights_shape_the_combined_distance(sets, alex_file):
     pts = ["features.1", "features.11"]
     plain = score_2afc(lossnet.PerceptualLoss("alexnet", layers=pts, weights=alex_file), sets,

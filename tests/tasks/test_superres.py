@@ -128,7 +128,7 @@ def test_bad_data_gives_clear_errors(tmp_path):
 
 def test_evaluation_of_bicubic_equals_the_baseline():
     data = load_superres_data("builtin", scale=4, crop=32, train_length=4, photo_size=96, eval_size=64)
-    cfg = SuperresConfig.preset("mini", eval_size=64)
+    cfg = SuperresConfig.preset("mini", eval_size=64, scale=4)
     net = TransformNet(scale=4, width=8, residual=True)  # exactly bicubic before training
     res = evaluate_superres(net, data, cfg, torch.device("cpu"))["builtin"]
     assert res["psnr"] == pytest.approx(res["bicubic_psnr"], abs=1e-6)
