@@ -178,3 +178,14 @@ def test_readme_python_snippets_run(offline_home):
     assert snippets
     for i, code in enumerate(snippets):
         exec(compile(code, f"README.md python block {i + 1}", "exec"), {"__name__": "__readme__"})
+
+
+def test_every_local_link_and_image_of_the_readme_exists():
+    text = README.read_text(encoding="utf-8")
+    targets = [t.split("#")[0] for t in re.findall(r"\]\(([^)\s]+)\)", text) if not re.match(r"[a-z]+:", t)]
+    missing = [t for t in targets if t and not (README.parent / t).exists()]
+    assert not missing, f"README links to files that do not exist: {missing}"
+    for t in targets:
+        if t.endswith(".png"):
+            with Image.open(README.parent / t) as im:
+                im.verify()

@@ -118,9 +118,24 @@ def answer(sim: Mapping[str, Any] | None, tasks: Mapping[str, Mapping[str, Any]]
         base = ", ".join(f"{name} {cell(headline, v.get(headline))}" for name, v in t.get("baselines", {}).items())
         beaten = sum(bool(r.get("beats_baseline")) for r in done)
         flat = sum(bool(r.get("plateaued")) for r in done)
-        out.append(f"As a training loss for {TASK_TITLES[task].lower()}, by {headline}: {order}; trivial "
-                   f"baseline {base}. {beaten}/{len(done)} runs beat the baseline, "
-                   f"{flat}/{len(done)} trained until the loss flattened out.")
+        text = (f"As a training loss for {TASK_TITLES[task].lower()}, by {headline}: {order}; trivial "
+                f"baseline {base}. {beaten}/{len(done)} runs beat the baseline, "
+                f"{flat}/{len(done)} trained until the loss flattened out.")
+        second = TASK_METRICS[task][2][1]
+        for r in done:
+            if r.get("beats_baseline"):
+                continue
+            text += f" {r['loss']} is below the baseline on {headline}"
+            text += " although its loss flattened out: a finding, not a short schedule" if r.get("plateaued") else \
+                " and its loss was still falling"
+            other = [(name, v.get(second)) for name, v in t.get("baselines", {}).items() if v.get(second) is not None]
+            mine = r["metrics"].get(second)
+            if other and mine is not None:
+                name, value = max(other, key=lambda nv: nv[1])
+                relation = "above" if mine > value else "below"
+                text += f"; on {second} it is {relation} {name} ({cell(second, mine)} vs {cell(second, value)})"
+            text += "."
+        out.append(text)
     return out
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch.utils.data import Dataset
 
 from ..data.synthetic import builtin_2afc
 from ..loss.factory import create_metric
@@ -36,6 +37,30 @@ from ..utils.jsonio import write_json
 from ..utils.tables import fmt, text_table
 
 COMBINED_LABEL = "all points"
+
+
+class RenderedOnce(Dataset):
+    """A synthetic subset rendered once and kept in memory: the demo scores four metrics on the
+    same triplets, and rendering them (warps, blurs, noise) costs a fifth of a network pass.
+    Its subset name, judgements and protocol are read through ``.dataset``, as for ``Subset``.
+
+    Example:
+        >>> import torch
+        >>> subset = builtin_2afc(n_per_subset=3)["mixed-family"]
+        >>> kept = RenderedOnce(subset)
+        >>> bool(torch.equal(kept[1]["p0"], subset[1]["p0"])), len(kept)
+        (True, 3)
+    """
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+        self.items = [dataset[i] for i in range(len(dataset))]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.items[index]
 
 
 def point_scores(triplets: TripletDistances, distance: str, key: str, bootstrap: int, seed: int
@@ -71,7 +96,7 @@ def run_builtin_2afc(out_dir: str | os.PathLike | None = None, n_per_subset: int
     every point combined); pixel rows have point ``"-"``. ``weights`` is the trained network's
     weights (``"imagenet"``; tests pass ``"random"``).
     """
-    sets = builtin_2afc(n_per_subset=n_per_subset, seed=seed)
+    sets = {name: RenderedOnce(subset) for name, subset in builtin_2afc(n_per_subset=n_per_subset, seed=seed).items()}
     points = layer_sets(arch)["all"]
     label = "ImageNet" if weights == "imagenet" else weights
     metrics = [
@@ -178,4 +203,4 @@ def plot_2afc(result: dict[str, Any], path: str | os.PathLike) -> Path:
     return path
 
 
-__all__ = ["COMBINED_LABEL", "best_rows", "format_2afc", "plot_2afc", "point_scores", "run_builtin_2afc"]
+__all__ = ["COMBINED_LABEL", "RenderedOnce", "best_rows", "format_2afc", "plot_2afc", "point_scores", "run_builtin_2afc"]

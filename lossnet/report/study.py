@@ -45,12 +45,13 @@ def report_data(spec: Any, db: Any, overrides: Sequence[str] | Mapping[str, Any]
     store = (db if isinstance(db, ResultsStore) else ResultsStore(db)) if exists else None
     records = {r.id: r for r in store.records([r.id for r in runs])} if store is not None else {}
     rows = tables.collect_rows(runs, records)
-    status = sweep_status(parsed, store if store is not None else db)
+    status = sweep_status(parsed, store if store is not None else db, runs=runs)
     data: dict[str, Any] = {
         "spec": parsed.name, "description": parsed.description, "db": status["db"],
         "status": {k: status[k] for k in ("total", "finished", "failed", "running", "pending")},
         "failures": [{k: f[k] for k in ("id", "task", "arch", "label", "distance", "seed", "error")}
                      for f in status["failures"]],
+        "weights_changed": status["weights_changed"],
         "synthetic": any(bool(r.metrics.get("synthetic")) for r in rows if r.task == "similarity"),
         "tasks": {}, "cross_task": tables.cross_task_ranks(rows) if rows else None,
     }
@@ -92,6 +93,14 @@ def _blocks(data: Mapping[str, Any], fig_dir: Path, out_dir: Path) -> tuple[list
     if data.get("synthetic"):
         blocks.append(("note", "The similarity scores come from the built-in SYNTHETIC 2AFC set: rule-based "
                                "judgements, not human ones; not comparable to BAPPS numbers."))
+    changed: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for c in data.get("weights_changed") or []:
+        changed.setdefault((c["weights"], c["sha256"]), []).append(c)
+    for (weights, sha), items in changed.items():
+        before = ", ".join(sorted({str(c["previous_sha256"])[:12] for c in items}))
+        blocks.append(("note", f"The weights file {weights} changed (sha256 {before}... -> {sha[:12]}...): "
+                               f"{len(items)} run(s) were made again from the new contents; the tables show "
+                               "only runs of the current contents."))
     if not data["tasks"]:
         blocks.append(("p", "No finished runs yet: run `lossnet sweep run` first."))
     cross = data.get("cross_task")

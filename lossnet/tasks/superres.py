@@ -142,7 +142,7 @@ class SuperresConfig(TrainConfig):
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # x2 on 128-px photos with a small residual network: the pixel loss gains about 3 dB over
-        # bicubic and every loss has flattened out by the last epochs (~30-40 s of one CPU core).
+        # bicubic and every loss has flattened out by the last epochs (~35 s of one CPU core).
         "mini": dict(epochs=10, batch_size=8, lr=1e-3, scale=2, crop=32, width=8, blocks=2, residual=True,
                      train_length=800, photo_size=128, eval_size=128, checkpoint_every=100),
         "paper": dict(epochs=80, batch_size=4, lr=1e-3, crop=288, width=64, blocks=4, max_train=10000,

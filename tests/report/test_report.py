@@ -227,3 +227,27 @@ def test_report_of_an_empty_store(tmp_path):
     assert "No finished runs yet" in Path(result["markdown"]).read_text()
     assert result["figures"] == []
     assert not (tmp_path / "empty.sqlite").exists()  # reporting (or asking the status) creates no store
+
+
+def test_the_report_says_when_a_weights_file_changed_and_shows_only_current_runs(tmp_path):
+    weights = tmp_path / "net.pt"
+    weights.write_bytes(b"the first weights")
+    spec = {"name": "w", "grid": {"tasks": ["superres"], "architectures": ["resnet18"], "points": ["layer1"],
+                                  "weights": [str(weights)], "distances": ["mse"]}}
+    store = ResultsStore(tmp_path / "results.sqlite")
+    (old,) = expand(spec)
+    store.add_runs([old], sweep="w")
+    store.finish(store.claim(old.id, "generator"), {"psnr": 21.0, "ssim": 0.5}, {"device": "cpu"})
+    first = build_report(spec, store.path, tmp_path / "first")
+    assert first["data"]["weights_changed"] == [] and "changed" not in Path(first["markdown"]).read_text()
+
+    weights.write_bytes(b"other weights under the same name")
+    (new,) = expand(spec)
+    assert new.id != old.id
+    result = build_report(spec, store.path, tmp_path / "second")
+    (change,) = result["data"]["weights_changed"]
+    assert (change["previous_id"], change["id"]) == (old.id, new.id)
+    text = Path(result["markdown"]).read_text()
+    assert f"The weights file {weights} changed (sha256 {old.weights_sha256[:12]}... -> " \
+           f"{new.weights_sha256[:12]}...): 1 run(s)" in text
+    assert result["data"]["status"]["finished"] == 0 and result["data"]["tasks"] == {}  # the stale run is not shown
