@@ -22,7 +22,8 @@ import sys
 
 def _spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", metavar="SPEC",
-                   help="a sweep spec file (TOML) or a ready-made spec: mini, pihlgren, kumar-out-of-the-box")
+                   help="a sweep spec file (TOML) or a ready-made spec: mini, pihlgren, kumar-out-of-the-box, "
+                        "kumar-mini, kumar-defaults, kumar-width, kumar-weight-decay, ... (see lossnet/sweeps/specs)")
     p.add_argument("--db", required=True, help="the results store (an SQLite file; created if absent)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="TASK.KEY=VALUE",
                    help="override a task setting, e.g. --set similarity.data=/data/bapps (repeatable; changes run ids)")
@@ -49,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--workers", type=int, default=None,
                      help="worker processes for --executor processes (default 2); runs in flight for ray "
                           "(default: what the cluster's CPUs fit, x2); not for inprocess")
+    run.add_argument("--no-share", action="store_true",
+                     help="score every run from its own pass (by default, similarity runs of one network, weights, "
+                          "data and size share one pass)")
     run.add_argument("--address", default=None, help="Ray cluster address (auto, ray://host:10001); default: local")
     run.add_argument("--retry-failed", action="store_true", help="run failed runs again")
     run.add_argument("--work-dir", default=None,
@@ -66,7 +70,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                             "failures with their errors, ...)")
     status.set_defaults(func=cmd_status)
 
-    report = sub.add_parser("report", help="Markdown + HTML report with study-style tables and PNG figures")
+    report = sub.add_parser(
+        "report", help="Markdown + HTML report with study-style tables and PNG figures",
+        description="Write the report of SPEC from --db. Classifier runs (the Kumar et al. study) get the "
+                    "classifier-study report (accuracy vs PS with the Pareto frontier, Table 1, PS along training, "
+                    "best-PS checkpoint per run); a spec that also has other tasks gets both, the classifier one "
+                    "in OUT/classifier.")
     _spec_args(report)
     report.add_argument("--out", required=True, help="output folder (report.md, report.html, report.json, figures/)")
     report.set_defaults(func=cmd_report)
@@ -93,7 +102,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = run_sweep(args.spec, args.db, executor=args.executor, workers=args.workers, address=args.address,
                         retry_failed=args.retry_failed, work_root=args.work_dir, overrides=args.overrides,
                         stale_after=args.stale_after if args.stale_after is not None else DEFAULT_STALE_AFTER,
-                        progress=not args.quiet, limit=args.limit)
+                        progress=not args.quiet, limit=args.limit, share=not args.no_share)
     if args.json:
         print(to_json_text(summary))
     else:
@@ -118,13 +127,48 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    from ..report.study import build_report
+def classifier_runs(spec: str, db: str, overrides: list[str]) -> tuple[int, int]:
+    """``(classifier runs of SPEC in the store, runs of SPEC of other tasks)``: what ``sweep report`` dispatches on."""
+    from pathlib import Path
 
-    result = build_report(args.spec, args.db, args.out, overrides=args.overrides)
-    st = result["data"]["status"]
-    print(f"report of {result['data']['spec']} ({st['finished']}/{st['total']} runs finished): {result['markdown']}, "
-          f"{result['html']}, {len(result['figures'])} figures")
+    from ..sweeps.spec import expand, load_spec
+    from ..sweeps.store import ResultsStore
+
+    runs = expand(load_spec(spec, overrides))
+    ids = [r.id for r in runs if r.task == "classifier"]
+    if not ids or not Path(db).expanduser().is_file():
+        return 0, len(runs) - len(ids)
+    with ResultsStore(db) as store:
+        return len(store.records(ids)), len(runs) - len(ids)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    n_classifier, n_other = classifier_runs(args.spec, args.db, args.overrides)
+    out = Path(args.out)
+    if n_other or not n_classifier:
+        from ..report.study import build_report
+
+        result = build_report(args.spec, args.db, out, overrides=args.overrides)
+        st = result["data"]["status"]
+        print(f"report of {result['data']['spec']} ({st['finished']}/{st['total']} runs finished): "
+              f"{result['markdown']}, {result['html']}, {len(result['figures'])} figures")
+    if n_classifier:
+        from ..report.classifier_study import build_classifier_report
+
+        where = out / "classifier" if n_other else out  # a spec of several tasks: both reports
+        result = build_classifier_report(args.spec, args.db, where, overrides=args.overrides)
+        data = result["data"]
+        print(f"classifier study report of {data['spec']} ({data['runs']['finished']}/{data['runs']['total']} "
+              f"classifier runs finished, {data['evaluations']} evaluations): {result['markdown']}, "
+              f"{result['html']}, {len(result['figures'])} figures")
+        for row in data["run_table"]:
+            step = row["best_trained_ps_step"]
+            print(f"  {row['network']} (seed {row['seed']}, {row['run_id']}): best PS "
+                  f"{'-' if row['best_trained_ps'] is None else format(row['best_trained_ps'], '.2f')} at step "
+                  f"{'-' if step is None else step}, final PS "
+                  f"{'-' if row['ps'] is None else format(row['ps'], '.2f')}")
     return 0
 
 

@@ -8,6 +8,8 @@ Examples:
     lossnet train segmentation --data ~/data/mass_roads --config paper --net vgg16 --layers features.8
     lossnet train classifier --arch kumar_resnet6_w0.25 --data builtin --config mini
     lossnet train classifier --arch kumar_resnet50 --data imagenet64:~/data/imagenet64 --config kumar-resnet
+    torchrun --nproc_per_node 4 -m lossnet train classifier --arch kumar_resnet50 --config kumar-resnet --data ...
+        # (one run, data parallel over 4 GPUs with the same global batch)
 
 Running the same command again with the same ``--out`` resumes an interrupted run from its
 last checkpoint (or reports the finished one); ``--restart`` starts it over.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -40,7 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                "  lossnet train superres --data builtin --net efficientnet_lite0 --layers blocks.0\n"
                "  lossnet train superres --data builtin --net none --distance l2\n"
                "  lossnet train segmentation --data builtin --net efficientnet_lite0 --set epochs=2\n"
-               "  lossnet train classifier --arch kumar_resnet6_w0.25 --data builtin --config mini\n")
+               "  lossnet train classifier --arch kumar_resnet6_w0.25 --data builtin --config mini\n"
+               "  torchrun --nproc_per_node 2 -m lossnet train classifier --arch kumar_resnet6_w0.25 --data builtin\n"
+               "      (one run, data parallel: batch_size stays the global batch)\n")
     p.add_argument("task", choices=TASK_NAMES, help="the task to train")
     p.add_argument("--data", default="builtin",
                    help="'builtin' (digits / scikit-image photos / generated roads) or a dataset folder "
@@ -186,6 +191,8 @@ def run_classifier(args: argparse.Namespace) -> int:
     options = RunOptions(out_dir=out, seed=args.seed, device=args.device, amp=args.amp,
                          progress=not args.quiet and sys.stderr.isatty(), restart=args.restart)
     result = train_classifier(args.arch, config, args.data, options, parse_overrides(args.overrides))
+    if os.environ.get("RANK", "0") != "0":  # a data-parallel run (torchrun): rank 0 reports it
+        return 0
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

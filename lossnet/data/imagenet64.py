@@ -508,9 +508,8 @@ def augment_batch(images: torch.Tensor, seeds: torch.Tensor, crop: str = "pad", 
     else:
         out = images.clone() if size == h == w else _resize_uint8(images.float(), size)
     if flip:
-        idx = (_hash(seeds, 3) & 1).nonzero().flatten()
-        if len(idx):
-            out[idx] = out[idx].flip(-1)
+        flipped = (_hash(seeds, 3) & 1).bool().to(out.device)  # no .nonzero(): it waits for the device
+        out = torch.where(flipped[:, None, None, None], out.flip(-1), out)
     return out
 
 
@@ -582,16 +581,40 @@ def _resized_crop(images: torch.Tensor, seeds: torch.Tensor, scale: tuple[float,
     return out.round_().clamp_(0, 255).to(torch.uint8)
 
 
+class Normalizer:
+    """``(x / 255 - mean) / std`` in ``dtype`` for fixed ``mean``/``std``, its two constants made once
+    per device (on CUDA making them is a host-to-device copy that waits for the device, so a
+    training step must not make them again).
+
+    Example:
+        >>> images = torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.uint8)
+        >>> mean, std = torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1), torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1)
+        >>> by_hand = (images.double() / 255 - mean.double()) / std.double()
+        >>> bool(torch.allclose(Normalizer((0.5, 0.4, 0.3), (0.2, 0.25, 0.3))(images).double(), by_hand, atol=1e-5))
+        True
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], dtype: torch.dtype = torch.float32) -> None:
+        m = torch.tensor(mean, dtype=torch.float64).view(1, -1, 1, 1)
+        s = torch.tensor(std, dtype=torch.float64).view(1, -1, 1, 1)
+        self.dtype = dtype
+        self.scale, self.shift = (1.0 / (255.0 * s)).to(dtype), (m / s).to(dtype)
+        self._on: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        consts = self._on.get(images.device)
+        if consts is None:
+            consts = self._on[images.device] = (self.scale.to(images.device), self.shift.to(images.device))
+        out = images.to(self.dtype)
+        if out.data_ptr() == images.data_ptr():  # already in dtype: do not change the caller's tensor
+            out = out.clone()
+        return out.mul_(consts[0]).sub_(consts[1])
+
+
 def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float],
               dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 (B, 3, H, W) -> ``(x / 255 - mean) / std`` in ``dtype``."""
-    m = torch.tensor(mean, dtype=torch.float64).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float64).view(1, -1, 1, 1)
-    scale, shift = (1.0 / (255.0 * s)).to(images.device, dtype), (m / s).to(images.device, dtype)
-    out = images.to(dtype)
-    if out.data_ptr() == images.data_ptr():  # already float: do not change the caller's tensor
-        out = out.clone()
-    return out.mul_(scale).sub_(shift)
+    """uint8 (B, 3, H, W) -> ``(x / 255 - mean) / std`` in ``dtype`` (once; :class:`Normalizer` for every step)."""
+    return Normalizer(mean, std, dtype)(images)
 
 
 def iterate_batches(arrays: ImageArrays, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -636,6 +659,6 @@ def collate_batch(batch: Any) -> Any:
 __all__ = [
     "CROPS", "ClassificationItems", "IMAGE_SIZE", "ImageArrays", "NUM_CLASSES", "TRAIN_FILES",
     "VAL_FILE", "augment_batch", "center_crop", "class_subset", "collate_batch", "crop_offsets", "decode_rows",
-    "fast_dir", "folder_listing", "iterate_batches", "load_imagenet64", "normalize", "npz_files", "prepare_folder",
+    "Normalizer", "fast_dir", "folder_listing", "iterate_batches", "load_imagenet64", "normalize", "npz_files", "prepare_folder",
     "prepare_npz", "read_npz", "restrict_classes", "seed_uniform", "write_npz_fixture",
 ]

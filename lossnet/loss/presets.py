@@ -9,7 +9,14 @@ ONE table of LPIPS nets (:data:`lossnet.distances.lin.LPIPS_ARCHS`):
 - ``...-v0.0``: the original release (no input scaling, the v0.0 lin weights);
 - ``...-nolin`` (and ``...-v0.0-nolin``): LPIPS's ``lpips=False`` baseline, a plain sum over
   channels (give ``lin=FILE`` to use your own calibrated weights on those layers);
-- ``l2``, ``ssim``: the pixel baselines (mean squared error, 1 - SSIM).
+- ``l2``, ``ssim``: the pixel baselines (mean squared error, 1 - SSIM);
+- foundation-model ViTs through timm (extra ``lossnet[timm]``, see ``docs/foundation-models.md``):
+  ``dino-vits16``, ``dino-vitb16``, ``dinov2-vit{s,b}14`` (and ``-reg4``, with register tokens),
+  ``clip-vitb16``, ``clip-vitb32``, ``siglip-vitb16``, ``vit-ti16``, ``vit-b16``, each as
+  ``<family>-cls-cosine`` (the class token, 1 - cosine similarity, as DreamSim),
+  ``<family>-mean-cosine`` (the mean patch token), ``<family>-patch-spatial`` and
+  ``<family>-patch-meanpool`` (the patch tokens as a map), all at the output of the last block
+  after the final norm (timm's ``forward_features``), with a recorded resize policy.
 
 Example:
     >>> METRIC_PRESETS["lpips-vgg"].arch, METRIC_PRESETS["lpips-vgg"].layers
@@ -20,12 +27,17 @@ Example:
 from __future__ import annotations
 
 import fnmatch
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..distances.functional import PIXEL_DISTANCES, canonical_distance
 from ..distances.lin import LPIPS_ARCHS, LPIPS_VERSIONS
-from ..errors import LossnetError, unknown_name
+from ..errors import LossnetError, WeightsError, unknown_name
+from ..networks.extraction import LossNetwork, resize_plan
+from ..networks.registry import timm_arch_name
+from ..networks.weights_info import weights_info
+from .perceptual import PerceptualLoss
 
 LPIPS_REFERENCE = "Zhang et al. 2018, The Unreasonable Effectiveness of Deep Features as a Perceptual Metric (lpips 0.1.4)"
 
@@ -50,6 +62,11 @@ class MetricPreset:
         tokens: for transformers, ``"cls"`` or ``"patches"`` (None: the architecture's default).
         builder: for metrics that are not (network x points x distance): a callable
             ``builder(weights=..., reduction=..., seed=..., **loss_kwargs) -> PerceptualLoss``.
+        resize: how inputs reach the network's input size (see :class:`lossnet.LossNetwork`):
+            ``"auto"`` (a fixed-size model's size, with the weights' interpolation), ``"none"``,
+            an interpolation, a size ``N`` or ``(N, interpolation)``. A default the caller may
+            replace (``resize="none"`` refuses other sizes instead of resizing).
+        extra: the optional dependency the metric needs (``"timm"``: ``pip install 'lossnet[timm]'``).
 
     Fixed by the preset (a different value passed to ``create_metric`` is an error): arch,
     layers, distance, input_norm, tokens, and lin when the preset has one. ``weights`` is
@@ -69,6 +86,8 @@ class MetricPreset:
     reference: str = ""
     tokens: str | None = None
     builder: Callable[..., Any] | None = None
+    resize: str | int | tuple = "auto"
+    extra: str | None = None
 
     @property
     def pixel(self) -> bool:
@@ -87,7 +106,29 @@ class MetricPreset:
                 "weights": self.weights, "lin": self.lin, "input_norm": self.input_norm if isinstance(
                     self.input_norm, str) else [list(v) for v in self.input_norm],
                 "lpips_net": self.lpips_net, "lpips_version": self.lpips_version, "tokens": self.tokens,
+                "resize": list(self.resize) if isinstance(self.resize, tuple) else self.resize, "extra": self.extra,
                 "description": self.description, "reference": self.reference}
+
+    def preprocessing(self) -> dict[str, Any] | None:
+        """What the network expects and the resize policy, read from its weights' metadata
+        (timm's ``pretrained_cfg``, torchvision's weights enum) without downloading; None for
+        pixel metrics and builder presets without an architecture.
+
+        Example:
+            >>> p = METRIC_PRESETS["lpips-vgg"].preprocessing()
+            >>> p["input_size"], p["resize"]
+            (224, 'none')
+        """
+        if self.arch is None:
+            return None
+        try:
+            info = weights_info(self.arch, self.weights or "imagenet")
+        except WeightsError:  # a factory without pretrained metadata: its defaults
+            info = weights_info(self.arch, "random")
+        return {"mean": list(info.mean) if info.mean else None, "std": list(info.std) if info.std else None,
+                "norm_source": info.norm_source, "input_size": info.input_size, "interpolation": info.interpolation,
+                "crop_pct": info.crop_pct, "crop_mode": info.crop_mode, "resize_size": info.resize_size,
+                "resize": resize_plan(self.arch, self.resize, self.weights or "imagenet").policy}
 
 
 METRIC_PRESETS: dict[str, MetricPreset] = {}
@@ -108,9 +149,9 @@ def _validate(preset: MetricPreset) -> None:
         raise LossnetError(f"preset {name!r}: give the canonical distance name {distance!r}, not {preset.distance!r}.")
     if preset.pixel:
         if any(v is not None for v in (preset.arch, preset.layers, preset.weights, preset.lin, preset.tokens,
-                                       preset.builder)):
+                                       preset.builder)) or preset.resize != "auto":
             raise LossnetError(f"preset {name!r} uses the pixel distance {distance!r}: arch, layers, weights, lin, "
-                               "tokens and builder must all be None.")
+                               "tokens and builder must all be None (and resize 'auto').")
         if name not in PIXEL_DISTANCES and name in _reserved_names():
             raise LossnetError(f"preset name {name!r} is an architecture name: choose another name.")
         return
@@ -201,4 +242,78 @@ def _register_builtin() -> None:
                                  reference="Wang et al. 2004; equals skimage structural_similarity"))
 
 
+# --- foundation-model ViTs through timm ------------------------------------------------------
+
+DINO_REFERENCE = "Caron et al. 2021, Emerging Properties in Self-Supervised Vision Transformers (timm weights)"
+DINOV2_REFERENCE = "Oquab et al. 2023, DINOv2; Darcet et al. 2023, Vision Transformers Need Registers (timm weights)"
+CLIP_REFERENCE = "Radford et al. 2021, CLIP (OpenAI weights through timm)"
+SIGLIP_REFERENCE = "Zhai et al. 2023, Sigmoid Loss for Language Image Pre-Training (timm weights)"
+VIT_REFERENCE = "Dosovitskiy et al. 2021; Steiner et al. 2021, How to train your ViT (timm augreg weights)"
+DREAMSIM_REFERENCE = "distance as DreamSim (Fu et al. 2023): 1 - cosine similarity of embeddings"
+
+# The output of the last block after the final norm: what timm's forward_features returns.
+VIT_LAST = ("norm",)
+_DYNAMIC = {"dynamic_img_size": True}
+
+# (preset prefix, timm model with its pretrained tag, create_model options, resize, class token?, what, reference)
+TIMM_VIT_FAMILIES: tuple[tuple[str, str, dict, Any, bool, str, str], ...] = (
+    ("dino-vits16", "vit_small_patch16_224.dino", {}, "auto", True, "DINO ViT-S/16", DINO_REFERENCE),
+    ("dino-vitb16", "vit_base_patch16_224.dino", {}, "auto", True, "DINO ViT-B/16", DINO_REFERENCE),
+    # DINOv2 is evaluated at 518 px; as DreamSim, compare at 224 px (16x16 patches of 14 px), timm
+    # interpolating the position embeddings (dynamic_img_size).
+    ("dinov2-vits14", "vit_small_patch14_dinov2.lvd142m", _DYNAMIC, 224, True, "DINOv2 ViT-S/14", DINOV2_REFERENCE),
+    ("dinov2-vitb14", "vit_base_patch14_dinov2.lvd142m", _DYNAMIC, 224, True, "DINOv2 ViT-B/14", DINOV2_REFERENCE),
+    ("dinov2-vits14-reg4", "vit_small_patch14_reg4_dinov2.lvd142m", _DYNAMIC, 224, True,
+     "DINOv2 ViT-S/14 with 4 register tokens", DINOV2_REFERENCE),
+    ("dinov2-vitb14-reg4", "vit_base_patch14_reg4_dinov2.lvd142m", _DYNAMIC, 224, True,
+     "DINOv2 ViT-B/14 with 4 register tokens", DINOV2_REFERENCE),
+    ("clip-vitb16", "vit_base_patch16_clip_224.openai", {}, "auto", True,
+     "CLIP ViT-B/16 image tower (before the projection)", CLIP_REFERENCE),
+    ("clip-vitb32", "vit_base_patch32_clip_224.openai", {}, "auto", True,
+     "CLIP ViT-B/32 image tower (before the projection)", CLIP_REFERENCE),
+    # SigLIP has no class token (its head pools with attention): mean and patch tokens only.
+    ("siglip-vitb16", "vit_base_patch16_siglip_224.webli", {}, "auto", False, "SigLIP ViT-B/16", SIGLIP_REFERENCE),
+    ("vit-ti16", "vit_tiny_patch16_224.augreg_in21k_ft_in1k", {}, "auto", True,
+     "ViT-Ti/16 (ImageNet-21k, fine-tuned on 1k)", VIT_REFERENCE),
+    ("vit-b16", "vit_base_patch16_224.augreg2_in21k_ft_in1k", {}, "auto", True,
+     "ViT-B/16 (ImageNet-21k, fine-tuned on 1k)", VIT_REFERENCE),
+)
+
+# (preset suffix, tokens, distance, what)
+TOKEN_VARIANTS: tuple[tuple[str, str, str, str], ...] = (
+    ("cls-cosine", "cls", "cosine", "class token, 1 - cosine similarity (DreamSim-style)"),
+    ("mean-cosine", "mean", "cosine", "mean patch token (register tokens excluded), 1 - cosine similarity"),
+    ("patch-spatial", "patches", "spatial", "patch tokens as a map, spatial (LPIPS-style) distance"),
+    ("patch-meanpool", "patches", "mean_pool", "patch tokens as a map, mean-pool distance"),
+)
+
+
+def build_network_metric(*, arch: str, layers: Any, distance: str, tokens: str | None, input_norm: Any,
+                         resize: Any, weights: Any, seed: int, lin: Any = None, **loss_kwargs: Any) -> PerceptualLoss:
+    """The builder of the timm ViT presets: a :class:`LossNetwork` with the preset's resize
+    policy (``resize=`` from the caller replaces it) under the preset's distance."""
+    network = LossNetwork(arch, list(layers), weights=weights, input_norm=input_norm, tokens=tokens, seed=seed,
+                          resize=resize)
+    return PerceptualLoss(network=network, distance=distance, lin=lin, **loss_kwargs)
+
+
+def _register_timm_vits() -> None:
+    for prefix, model, options, resize, has_cls, what, reference in TIMM_VIT_FAMILIES:
+        arch = timm_arch_name(model, **options)
+        size = f"inputs resized to {resize}x{resize}" if isinstance(resize, int) else \
+            "inputs resized to the model's size"
+        for suffix, tokens, distance, how in TOKEN_VARIANTS:
+            if tokens == "cls" and not has_cls:
+                continue
+            name = f"{prefix}-{suffix}"
+            register_metric(MetricPreset(
+                name, arch, VIT_LAST, distance, tokens=tokens, resize=resize, extra="timm",
+                builder=functools.partial(build_network_metric, arch=arch, layers=VIT_LAST, distance=distance,
+                                          tokens=tokens, input_norm="auto", resize=resize),
+                description=f"{what} (timm {model}), last block after the final norm: {how}; {size} "
+                            "(needs lossnet[timm])",
+                reference=f"{reference}; {DREAMSIM_REFERENCE}" if distance == "cosine" else reference))
+
+
 _register_builtin()
+_register_timm_vits()

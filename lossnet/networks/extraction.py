@@ -24,7 +24,7 @@ import os
 import re
 import warnings
 from collections import OrderedDict
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +59,99 @@ ArchArg = str | ArchSpec | nn.Module
 # How inputs in [0,1] are prepared: "auto" = what the backbone's weights expect.
 INPUT_NORMS = ("auto", "imagenet", "none", "lpips", "lpips_v0.0", "half")
 TOKEN_MODES = ("cls", "mean", "patches")
+# How inputs reach a network's input size: "auto" = the model's fixed size (if it has one) with
+# the weights' interpolation; "none" = never resized (a wrong size is an error); an interpolation
+# = the model's fixed size with it; a size N or (N, interpolation) = always N x N.
+RESIZE_MODES = ("auto", "none")
+INTERPOLATIONS = ("bilinear", "bicubic")
+ResizeArg = str | int | tuple
+
+
+class ResizePlan(NamedTuple):
+    """What :class:`LossNetwork` does to an input's size, resolved once from ``resize``.
+
+    ``size``/``interpolation``: every input is resized to ``size`` x ``size`` (None: never);
+    ``required``: the one size inputs must have when they are not resized (a fixed-size model
+    with ``resize="none"``); ``multiple``: sides must be multiples of it (patch models that
+    take any size); ``policy``: the plan in words, recorded with results.
+    """
+
+    size: int | None
+    interpolation: str | None
+    required: int | None
+    multiple: int | None
+    policy: str
+
+
+def _patch_multiple(model: nn.Module, layout) -> int | None:
+    """The patch size sides must be multiples of when the model takes any size (None: no rule)."""
+    embed = getattr(model, "patch_embed", None)
+    if layout is None or layout.patch_size is None or getattr(embed, "dynamic_img_pad", False):
+        return None
+    h, w = layout.patch_size
+    return int(h) if h == w else None  # rectangular patches: left to the model's own check
+
+
+def resize_plan(arch: "str | ArchSpec", resize: ResizeArg = "auto", weights: WeightsArg = "random") -> ResizePlan:
+    """The :class:`ResizePlan` a :class:`LossNetwork` of ``arch`` would use, without building it
+    (read from the model on the meta device and the weights' metadata).
+
+    Example:
+        >>> resize_plan("vit_b_16").policy
+        'resize to 224x224 (bilinear, antialias)'
+        >>> resize_plan("vgg16", "none").policy
+        'none'
+    """
+    from .weights_info import weights_info
+
+    spec = get_spec(arch)
+    info = weights_info(spec, weights)
+    model = meta_model(spec)
+    return _resize_plan(resize, spec.name, info.fixed_input_size, _patch_multiple(model, token_layout(model)), info)
+
+
+def _weights_interpolation(info: WeightsInfo) -> str:
+    return info.interpolation if info.interpolation in INTERPOLATIONS else "bilinear"
+
+
+def _resize_plan(resize: object, arch: str, fixed: int | None, multiple: int | None, info: WeightsInfo) -> ResizePlan:
+    """The :class:`ResizePlan` of ``resize`` for a model with a fixed input size ``fixed`` (or
+    None) whose any-size inputs need sides that are multiples of ``multiple`` (or None)."""
+    def resized(size: int, interpolation: str) -> ResizePlan:
+        return ResizePlan(size, interpolation, None, None, f"resize to {size}x{size} ({interpolation}, antialias)")
+
+    if isinstance(resize, str) and resize == "auto":
+        if fixed is not None:
+            return resized(fixed, _weights_interpolation(info))
+        resize = "none"
+    if isinstance(resize, str) and resize == "none":
+        if fixed is not None:
+            return ResizePlan(None, None, fixed, None, f"none (inputs must be {fixed}x{fixed})")
+        if multiple is not None:
+            return ResizePlan(None, None, None, multiple, f"none (sides must be multiples of {multiple})")
+        return ResizePlan(None, None, None, None, "none")
+    if isinstance(resize, str) and resize in INTERPOLATIONS:
+        if fixed is None:
+            raise LossnetError(
+                f"resize={resize!r} resizes to the model's fixed input size, but {arch} takes any size: give the "
+                f"size too, e.g. resize=(224, {resize!r}), or resize='none'.")
+        return resized(fixed, resize)
+    size, interpolation = resize, _weights_interpolation(info)
+    if isinstance(resize, (tuple, list)) and len(resize) == 2:
+        size, interpolation = resize
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1 or not isinstance(interpolation, str) \
+            or interpolation not in INTERPOLATIONS:
+        raise LossnetError(
+            f"resize must be 'auto', 'none', an interpolation ({', '.join(INTERPOLATIONS)}), a size N or "
+            f"(N, interpolation), got {resize!r}.")
+    if fixed is not None and size != fixed:
+        raise LossnetError(f"{arch} takes {fixed}x{fixed} inputs only, but resize={resize!r} asks for {size}x{size}: "
+                           f"use resize={fixed} (or 'auto'), or build the model for another size.")
+    if multiple is not None and size % multiple:
+        lower, upper = size - size % multiple, size - size % multiple + multiple
+        raise LossnetError(f"{arch} splits inputs into {multiple}x{multiple} patches, so resize={resize!r} needs a "
+                           f"multiple of {multiple}: use {lower or upper} or {upper}.")
+    return resized(size, interpolation)
 
 
 def _arch_of(arch: object) -> tuple[ArchSpec, nn.Module | None]:
@@ -361,6 +454,14 @@ class LossNetwork(nn.Module):
         tokens: for transformers, ``"cls"`` (the class token, Kumar et al.), ``"mean"`` (the
             mean of the patch tokens) or ``"patches"`` (patch tokens as a spatial map). The
             class and register tokens are counted from the model (``num_prefix_tokens``).
+        resize: how inputs reach the model's input size (recorded as :attr:`resize_policy`):
+            ``"auto"`` (default: a fixed-size model, e.g. a ViT at 224, gets its size with the
+            weights' interpolation; other models see inputs as they are), ``"none"`` (never
+            resized: another size than a fixed-size model's is an error naming the size),
+            ``"bilinear"``/``"bicubic"`` (the fixed size, with that interpolation), or a size
+            ``N`` / ``(N, interpolation)`` (always N x N; for models that take any size, such
+            as timm ViTs built with ``dynamic_img_size``). Patch models that take any size need
+            sides that are multiples of the patch size unless they are resized.
         seed: seed of random weights.
         check_inputs: validate inputs (shape, range, NaN); turn off only for trusted inputs.
 
@@ -376,7 +477,7 @@ class LossNetwork(nn.Module):
 
     def __init__(self, arch: ArchArg, layers: LayersArg = None, weights: WeightsArg | None = None,
                  input_norm: str | tuple = "auto", tokens: str | None = None, seed: int = 0,
-                 check_inputs: bool = True) -> None:
+                 check_inputs: bool = True, resize: ResizeArg = "auto") -> None:
         super().__init__()
         spec, module = _arch_of(arch)
         if module is not None:
@@ -398,6 +499,9 @@ class LossNetwork(nn.Module):
                                    std=tuple(info.std) if info.std else std,
                                    fixed_input_size=info.fixed_input_size, tokens=self.tokens)
         self.arch = self.spec.name
+        self.resize = resize
+        self.resize_plan = _resize_plan(resize, self.arch, info.fixed_input_size, _patch_multiple(model, self._layout),
+                                        info)
         self.register_buffer("scale", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("shift", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.body = self._truncate(model)
@@ -475,17 +579,40 @@ class LossNetwork(nn.Module):
                 return t.dtype
         return self.scale.dtype
 
+    @property
+    def resize_policy(self) -> str:
+        """What is done to input sizes, in words (``"resize to 224x224 (bicubic, antialias)"``,
+        ``"none (inputs must be 224x224)"``, ``"none"``...): record it with results.
+
+        Example:
+            >>> LossNetwork("resnet18", ["layer1"], weights="random", resize="none").resize_policy
+            'none'
+        """
+        return self.resize_plan.policy
+
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalise a batch in [0, 1] the way the backbone expects (a new tensor), resized to
-        the fixed input size if the network has one (:attr:`weights_info` ``.resize_policy``)."""
+        """Normalise a batch in [0, 1] the way the backbone expects (a new tensor), resized as
+        :attr:`resize_policy` says; a size the network cannot take is an :class:`InputError`."""
         scale = self.scale.to(device=x.device, dtype=x.dtype)
         shift = self.shift.to(device=x.device, dtype=x.dtype)
         x = (x - shift) / scale
-        size = self.spec.fixed_input_size
-        if size is not None and tuple(x.shape[-2:]) != (size, size):
-            mode = self.weights_info.interpolation if self.weights_info.interpolation in ("bilinear", "bicubic") \
-                else "bilinear"
-            x = F.interpolate(x, size=(size, size), mode=mode, align_corners=False, antialias=True)
+        plan, (h, w) = self.resize_plan, x.shape[-2:]
+        if plan.size is not None:
+            if (h, w) != (plan.size, plan.size):
+                x = F.interpolate(x, size=(plan.size, plan.size), mode=plan.interpolation, align_corners=False,
+                                  antialias=True)
+        elif plan.required is not None and (h, w) != (plan.required, plan.required):
+            raise InputError(
+                f"{self.arch} takes {plan.required}x{plan.required} images only, and resize='none' was chosen, but "
+                f"the images are {h}x{w} px: resize them to {plan.required}x{plan.required} (e.g. "
+                f"torch.nn.functional.interpolate(x, size=({plan.required}, {plan.required}), mode='bicubic', "
+                "antialias=True)), or let lossnet do it with resize='auto' (or 'bilinear'/'bicubic').")
+        elif plan.multiple is not None and (h % plan.multiple or w % plan.multiple):
+            m = plan.multiple
+            raise InputError(
+                f"{self.arch} splits images into {m}x{m} patches, so both sides must be multiples of {m}, but the "
+                f"images are {h}x{w} px: crop or resize them (e.g. to {max(m, h - h % m)}x{max(m, w - w % m)}), or "
+                f"pass resize=N with N a multiple of {m} (e.g. resize={16 * m}).")
         return x
 
     def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
@@ -614,4 +741,5 @@ class LossNetwork(nn.Module):
         return patches.transpose(1, 2).reshape(feature.shape[0], feature.shape[2], *grid)
 
     def extra_repr(self) -> str:
-        return f"arch={self.arch!r}, points={self.points}, weights={self.weights!r}, input_norm={self.input_norm!r}"
+        return (f"arch={self.arch!r}, points={self.points}, weights={self.weights!r}, input_norm={self.input_norm!r}, "
+                f"resize={self.resize_policy!r}")

@@ -307,21 +307,64 @@ def _generic_torchvision_spec(name: str) -> ArchSpec:
                     default_layers="all")
 
 
+# Options of timm's create_model a ``timm:`` name may carry in brackets: they change how the
+# model handles input sizes, never its parameters (pretrained state dicts load unchanged).
+TIMM_NAME_OPTIONS = ("dynamic_img_size", "dynamic_img_pad")
+_TIMM_NAME = re.compile(r"^([^\[\]\s]+)(?:\[([^\[\]]*)\])?$")
+
+
+def timm_arch_name(model_name: str, **options: bool) -> str:
+    """The lossnet name of a timm model built with ``options`` (see :data:`TIMM_NAME_OPTIONS`).
+
+    ``dynamic_img_size=True`` makes timm interpolate the position embeddings to any input
+    size (a multiple of the patch size, or any size with ``dynamic_img_pad=True``).
+
+    Example:
+        >>> timm_arch_name("vit_base_patch14_dinov2.lvd142m", dynamic_img_size=True)
+        'timm:vit_base_patch14_dinov2.lvd142m[dynamic_img_size=True]'
+    """
+    if not options:
+        return f"timm:{model_name}"
+    return f"timm:{model_name}[{','.join(f'{k}={v}' for k, v in options.items())}]"
+
+
+def _timm_options(model_name: str, text: str) -> dict[str, bool]:
+    options: dict[str, bool] = {}
+    for item in (part.strip() for part in text.split(",")):
+        key, eq, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if key not in TIMM_NAME_OPTIONS:
+            raise unknown_name(f"option of timm:{model_name}", key, TIMM_NAME_OPTIONS,
+                               hint="Write options as timm:<name>[dynamic_img_size=True].")
+        if not eq or value not in ("True", "False"):
+            raise LossnetError(f"option {key!r} of timm:{model_name} needs a value True or False "
+                               f"(timm:{model_name}[{key}=True]), got {item!r}.")
+        options[key] = value == "True"
+    return options
+
+
 @functools.lru_cache(maxsize=64)
 def _timm_spec(model_name: str) -> ArchSpec:
+    match = _TIMM_NAME.match(model_name)
+    if match is None:
+        raise LossnetError(f"timm:{model_name!r} is not a timm model name: write timm:<name> or "
+                           "timm:<name>[dynamic_img_size=True].")
+    base, options = match.group(1), _timm_options(match.group(1), match.group(2)) if match.group(2) else {}
     try:
         import timm
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise unknown_name("architecture", f"timm:{model_name}", list_architectures(),
                            hint="timm models need timm: pip install 'lossnet[timm]'.") from exc
-    if model_name not in timm.list_models(pretrained=False) and model_name not in timm.list_models(pretrained=True):
-        raise unknown_name("timm model", model_name, timm.list_models(pretrained=False),
-                           hint="Use 'timm:<name>' with a name from timm.list_models().")
+    if base not in timm.list_models(pretrained=False) and base not in timm.list_models(pretrained=True):
+        raise unknown_name("timm model", base, timm.list_models(pretrained=False),
+                           hint="Use 'timm:<name>' with a name from timm.list_models() (a pretrained tag may "
+                                "follow: 'timm:vit_base_patch16_224.dino').")
     # Preprocessing comes from timm's pretrained_cfg (weights_info); the token layout and any
     # fixed input size from the model itself.
     return ArchSpec(
-        name=f"timm:{model_name}", source="timm", builder=model_name, points_roots=("",) + _TIMM_CONTAINERS,
-        layer_sets={}, default_layers="kumar", imagenet_weights="timm", family=model_name.split("_")[0],
+        name=timm_arch_name(base, **options), source="timm", builder=base, points_roots=("",) + _TIMM_CONTAINERS,
+        layer_sets={}, default_layers="kumar", imagenet_weights="timm", family=base.split("_")[0],
+        build_kwargs=options,
     )
 
 

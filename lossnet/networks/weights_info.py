@@ -48,6 +48,8 @@ class WeightsInfo:
         input_size: the square size the weights were evaluated at (e.g. 224), if known.
         resize_size: the resize before the centre crop of that evaluation, if known.
         interpolation: the interpolation of the weights' preprocessing (``"bilinear"``...).
+        crop_pct, crop_mode: the centre crop of that evaluation (timm's ``pretrained_cfg``:
+            ``input_size / crop_pct`` is the resize before the crop), if known.
         fixed_input_size: the model accepts only this size; inputs are resized to it.
         resize_policy: what lossnet does to inputs: ``"none"`` (used at their own size) or
             ``"resize to NxN (<interpolation>, antialias)"``.
@@ -66,6 +68,8 @@ class WeightsInfo:
     input_size: int | None = None
     resize_size: int | None = None
     interpolation: str = "bilinear"
+    crop_pct: float | None = None
+    crop_mode: str | None = None
     fixed_input_size: int | None = None
     resize_policy: str = "none"
     imagenet_top1: float | None = None
@@ -130,12 +134,14 @@ def _timm_info(spec: ArchSpec, tag: str | None) -> dict[str, Any]:
             raise WeightsError(f"timm has no pretrained weights {name!r}: use weights='imagenet' for the default tag.")
         return {"source": f"timm:{name}", "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
                 "norm_source": f"ImageNet statistics (timm has no pretrained_cfg for {name!r})"}
-    label = f"timm:{spec.builder}.{cfg.tag}" if cfg.tag else f"timm:{spec.builder}"
+    architecture = getattr(cfg, "architecture", None) or spec.builder.partition(".")[0]
+    label = f"timm:{architecture}.{cfg.tag}" if cfg.tag else f"timm:{architecture}"
     size = int(cfg.input_size[-1])
     crop_pct = cfg.crop_pct or 1.0
     return {
         "source": label, "mean": tuple(cfg.mean), "std": tuple(cfg.std), "norm_source": f"{label} pretrained_cfg",
         "input_size": size, "resize_size": int(round(size / crop_pct)), "interpolation": cfg.interpolation,
+        "crop_pct": float(crop_pct), "crop_mode": getattr(cfg, "crop_mode", None) or "center",
         "top1_source": "not in timm's pretrained_cfg",
         "url": cfg.url or (f"hf-hub:{cfg.hf_hub_id}" if cfg.hf_hub_id else None),
     }
@@ -273,7 +279,7 @@ def _random_norm_source(base: dict[str, Any]) -> str:
     return f"{base['norm_source']} (the architecture's pretrained weights)"
 
 
-_PREPROCESSING = ("mean", "std", "input_size", "resize_size", "interpolation")
+_PREPROCESSING = ("mean", "std", "input_size", "resize_size", "interpolation", "crop_pct", "crop_mode")
 
 
 def _preprocessing(fields: dict[str, Any]) -> dict[str, Any]:

@@ -1,9 +1,13 @@
 """The report of a Kumar et al. classifier study, drawn from the results store.
 
-From the finished ``classifier`` runs of a spec (seeds averaged, standard errors shown):
+From the finished ``classifier`` runs of a spec and their rows in the store's evaluations
+table (one per evaluated checkpoint: every curve, final point, best-PS checkpoint and the
+Pareto frontier come from those rows; seeds averaged, standard errors shown):
 
 - the networks table: final top-1 and PS of every perceptual function, the best-PS checkpoint
-  (its step and accuracy: early stopping for PS);
+  (its step and accuracy: early stopping for PS), and the same per run;
+- PS against each training knob a sweep varied (weight decay, label smoothing, dropout,
+  train steps, central crop, width, depth; Figs. 5-9);
 - Fig. 1: accuracy vs PS of every network with the global Pareto frontier;
 - PS (each function), top-1 and distortion sensitivity along training (Figs. 11, 12), and the
   accuracy/PS trajectory of every network (Fig. 5);
@@ -111,24 +115,67 @@ def display_name(arch: str, overrides: Mapping[str, Any] | None = None) -> str:
 # Collecting networks from the store
 
 
-def collect_networks(records: Sequence[Any]) -> list[dict[str, Any]]:
+def summarize_evaluations(rows: Sequence[Mapping[str, Any]], head: str) -> dict[str, Any]:
+    """A run's headline numbers from its evaluation rows: the final checkpoint's top-1/top-5 and
+    PS of each function, the best-PS checkpoint over all rows (``best_ps``...) and over the
+    trained ones (step > 0: early stopping, ``best_trained_ps``...), the best top-1.
+
+    Example:
+        >>> rows = [{"step": 0, "top1": 7.0, "ps": {"spatial": 66.0}}, {"step": 5, "top1": 20.0, "ps": {"spatial": 65.0}},
+        ...         {"step": 9, "top1": 30.0, "ps": {"spatial": 64.0}}]
+        >>> s = summarize_evaluations(rows, "spatial")
+        >>> s["ps_spatial"], s["best_ps_step"], s["best_trained_ps_step"], s["best_trained_ps_top1"]
+        (64.0, 0, 5, 20.0)
+    """
+    rows = sorted(rows, key=lambda r: r["step"])
+    if not rows:
+        return {}
+    final = rows[-1]
+
+    def best(items: Sequence[Mapping[str, Any]], value) -> Mapping[str, Any] | None:
+        scored = [r for r in items if value(r) is not None]
+        return max(scored, key=value) if scored else None  # max keeps the first of equal values
+
+    ps_of = lambda r: (r.get("ps") or {}).get(head)  # noqa: E731
+    out: dict[str, Any] = {"top1": final.get("top1"), "top5": final.get("top5"), "ps": ps_of(final)}
+    for d, v in (final.get("ps") or {}).items():
+        out[f"ps_{d}"] = v
+    for prefix, items in (("best", rows), ("best_trained", [r for r in rows if r["step"] > 0])):
+        b = best(items, ps_of)
+        out[f"{prefix}_ps"] = ps_of(b) if b else None
+        out[f"{prefix}_ps_step"] = b["step"] if b else None
+        out[f"{prefix}_ps_top1"] = b.get("top1") if b else None
+    b = best(rows, lambda r: r.get("top1"))
+    out["best_top1"] = b.get("top1") if b else None
+    return out
+
+
+def collect_networks(records: Sequence[Any],
+                     evaluations: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> list[dict[str, Any]]:
     """One entry per trained network (runs that differ only in their seed are averaged).
 
-    ``records`` are finished :class:`~lossnet.sweeps.store.RunRecord` of the classifier task.
+    ``records`` are finished :class:`~lossnet.sweeps.store.RunRecord` of the classifier task;
+    ``evaluations`` their rows of the store's evaluations table (``{run id: [row, ...]}``, see
+    :meth:`~lossnet.sweeps.store.ResultsStore.evaluations`): final points, best checkpoints and
+    curves come from them (a run without rows falls back to its metrics JSON).
     """
-    groups: dict[tuple, list[Any]] = defaultdict(list)
+    evaluations = evaluations or {}
+    groups: dict[tuple, list[tuple[Any, dict[str, Any], dict[str, Any]]]] = defaultdict(list)
     for rec in records:
-        m = rec.metrics or {}
+        rows = list(evaluations.get(rec.id) or (rec.metrics or {}).get("evaluations") or [])
+        m = {**(rec.metrics or {}), "evaluations": rows}
+        if rows:
+            m.update(summarize_evaluations(rows, rec.distance or "spatial"))
         arch = m.get("arch_trained") or rec.arch
         overrides = dict((rec.config.get("settings") or {}).get("overrides") or {})
         key = (arch, tuple(sorted((k, repr(v)) for k, v in overrides.items() if k not in NOT_KNOBS)),
                (rec.config.get("settings") or {}).get("config"), rec.distance)
-        groups[key].append((rec, overrides))
+        groups[key].append((rec, m, overrides))
     out = []
     for (arch, _, config, distance), items in groups.items():
-        runs = [r for r, _ in items]
-        overrides = items[0][1]
-        ms = [r.metrics for r in runs]
+        runs = [r for r, _, _ in items]
+        overrides = items[0][2]
+        ms = [m for _, m, _ in items]
         functions = list(ms[0]["evaluations"][0]["ps"]) if ms[0].get("evaluations") else [distance]
         entry: dict[str, Any] = {
             "arch": arch, "name": display_name(arch, overrides), "family": nets.parse_name(arch).family,
@@ -143,9 +190,73 @@ def collect_networks(records: Sequence[Any]) -> list[dict[str, Any]]:
         for d in functions:
             entry["ps"][d], entry["ps_sem"][d] = _mean_sem([m.get(f"ps_{d}") for m in ms])
         entry["curve"] = _mean_curve([m.get("evaluations") or [] for m in ms], functions)
+        entry["recipe"] = _recipe(config, arch, overrides)
+        entry["runs"] = [{"run_id": r.id, "seed": int(r.seed), "evaluations": len(m["evaluations"]),
+                          **{k: m.get(k) for k in RUN_KEYS}} for r, m, _ in items]
         out.append(entry)
     out.sort(key=lambda e: (e["family"], e["knobs"]["model"], e["name"]))
     return out
+
+
+def _recipe(config: str | None, arch: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The training config a network was trained with (its preset and overrides), or {} when it
+    cannot be resolved (a preset of another lossnet version)."""
+    from ..errors import LossnetError
+    from ..tasks.classifier import ClassifierConfig
+
+    try:
+        return ClassifierConfig.for_arch(config or "mini", arch, **dict(overrides)).to_dict()
+    except (LossnetError, TypeError):
+        return {}
+
+
+RUN_KEYS = ("top1", "ps", "best_ps", "best_ps_step", "best_trained_ps", "best_trained_ps_step", "best_trained_ps_top1")
+
+
+def run_table(networks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The best-PS checkpoint of every run ("early stopping for PS", from its evaluation rows):
+    one dict per run with its network's name, seed, run id, final top-1 and PS, best PS over
+    the trained checkpoints with its step and top-1.
+
+    Example:
+        >>> run_table([{"name": "ResNet-6", "runs": [{"run_id": "ab", "seed": 0, "best_trained_ps": 69.1}]}])
+        [{'network': 'ResNet-6', 'run_id': 'ab', 'seed': 0, 'best_trained_ps': 69.1}]
+    """
+    return [{"network": n["name"], **run} for n in networks for run in n["runs"]]
+
+
+def knob_sweeps(networks: Sequence[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """PS against each knob a sweep varied (Figs. 5-9): ``{knob: [series, ...]}``, one series per
+    group of networks that differ in that knob only (each series: ``model``, ``points`` as
+    ``(value, top1, PS)`` sorted by value, the default's value included), series with at
+    least two values only.
+
+    Example:
+        >>> nets = [{"knobs": {"model": "ResNet-6", "width": 1.0}, "top1": 30.0, "ps": {"spatial": 69.1},
+        ...          "distance": "spatial"},
+        ...         {"knobs": {"model": "ResNet-6", "width": 1.0, "weight_decay": 1e-5}, "top1": 28.0,
+        ...          "ps": {"spatial": 69.4}, "distance": "spatial"}]
+        >>> knob_sweeps(nets)["weight_decay"][0]["points"]
+        [(1e-05, 28.0, 69.4), ('default', 30.0, 69.1)]
+    """
+    head = networks[0]["distance"] if networks else "spatial"
+    series: dict[tuple, dict[Any, tuple]] = defaultdict(dict)
+    all_knobs = sorted({k for n in networks for k in n["knobs"] if k != "model"})
+    for knob in all_knobs:
+        for n in networks:
+            if n["ps"].get(head) is None:
+                continue
+            rest = tuple(sorted((k, repr(v)) for k, v in n["knobs"].items() if k != knob))
+            value = n["knobs"].get(knob, (n.get("recipe") or {}).get(knob, "default"))
+            series[(knob, rest)][repr(value)] = (value, n["top1"], n["ps"][head])
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for (knob, rest), points in series.items():
+        if len(points) < 2:
+            continue
+        pts = sorted(points.values(), key=lambda p: (isinstance(p[0], str), p[0] if not isinstance(p[0], str)
+                                                     else 0, str(p[0])))
+        out[knob].append({"model": dict(rest)["model"].strip("'"), "points": pts})
+    return {k: out[k] for k in [k for k in KNOB_LABELS if k in out] + sorted(set(out) - set(KNOB_LABELS))}
 
 
 def _mean_curve(per_seed: Sequence[Sequence[Mapping[str, Any]]], functions: Sequence[str]) -> list[dict[str, Any]]:
@@ -208,8 +319,8 @@ def knob_table(networks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 gains[k] = max(gains.get(k, -math.inf), v - default)
         best_along = max((p["ps"].get(head) for p in n["curve"] if p["step"] > 0 and p["ps"].get(head) is not None),
                          default=None)  # early stopping: a trained checkpoint, not the initialisation
-        if best_along is not None:
-            gains["train_steps"] = best_along - default
+        if best_along is not None:  # runs of other lengths (a train_steps sweep) compete with early stopping
+            gains["train_steps"] = max(gains.get("train_steps", -math.inf), best_along - default)
         for k in gains:
             if k not in knobs_seen:
                 knobs_seen.append(k)
@@ -247,14 +358,17 @@ def study_data(spec: Any, db: Any, overrides: Sequence[str] | Mapping[str, Any] 
     path = None if isinstance(db, ResultsStore) else Path(db).expanduser()
     store = db if isinstance(db, ResultsStore) else (ResultsStore(path) if path.exists() else None)
     records = store.records([r.id for r in runs]) if store is not None else []
-    finished = [r for r in records if r.status == "finished" and r.metrics]
-    networks = collect_networks(finished)
+    finished = [r for r in records if r.status == "finished" and r.metrics is not None]
+    evaluations = store.evaluations([r.id for r in finished]) if store is not None and finished else {}
+    networks = collect_networks(finished, evaluations)
     return {
         "spec": parsed.name, "description": parsed.description, "db": str(db),
         "runs": {"total": len(runs), "finished": len(finished),
                  "failed": sum(r.status == "failed" for r in records)},
         "synthetic": any(n["synthetic"] for n in networks),
         "networks": networks, "pareto": frontier(networks), "table1": knob_table(networks),
+        "run_table": run_table(networks), "knob_sweeps": knob_sweeps(networks),
+        "evaluations": sum(len(v) for v in evaluations.values()),
     }
 
 
@@ -355,6 +469,37 @@ def layerwise_figure(networks: Sequence[Mapping[str, Any]], path: Path) -> Path:
     ax.set_title("Layer-wise PS: final (solid), best checkpoint (dashed)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6)
+    return _save(fig, path)
+
+
+def knob_sweep_figure(sweeps: Mapping[str, Sequence[Mapping[str, Any]]], head: str, path: Path) -> Path | None:
+    """Figs. 5-9: PS against each knob a sweep varied (top row) and against accuracy (bottom row),
+    one line per model; numeric knobs spanning more than a factor 20 on a log axis."""
+    knobs_ = [k for k in sweeps if k != "classes"]  # classes: its own figure (Fig. 14)
+    if not knobs_:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(2, len(knobs_), figsize=(3.4 * len(knobs_), 6.2), squeeze=False)
+    for col, knob in enumerate(knobs_):
+        top, bottom = axes[0][col], axes[1][col]
+        numeric = all(isinstance(p[0], (int, float)) and not isinstance(p[0], bool)
+                      for series in sweeps[knob] for p in series["points"])
+        for series in sweeps[knob]:
+            pts = series["points"]
+            xs = [p[0] if numeric else str(p[0]) for p in pts]
+            line, = top.plot(xs, [p[2] for p in pts], marker="o", label=series["model"])
+            bottom.plot([p[1] for p in pts], [p[2] for p in pts], marker="o", color=line.get_color())
+        if numeric:
+            values = [p[0] for series in sweeps[knob] for p in series["points"] if p[0] > 0]
+            if values and max(values) / min(values) > 20:
+                top.set_xscale("log")
+        top.set_title(KNOB_LABELS.get(knob, knob), fontsize=9)
+        top.set_xlabel(knob)
+        bottom.set_xlabel("top-1 accuracy (%)")
+        for ax in (top, bottom):
+            ax.set_ylabel(f"PS ({head})")
+            ax.grid(alpha=0.3)
+        top.legend(fontsize=6)
     return _save(fig, path)
 
 
@@ -477,6 +622,15 @@ def build_classifier_report(spec: Any, db: Any, out_dir: str | os.PathLike,
         blocks.append(("table", header, rows, ()))
         blocks.append(("p", "Best PS in training: the best checkpoint after the initialisation (early stopping "
                             "for PS); PS at init: the untrained network."))
+        blocks.append(("h2", "Best-PS checkpoint of every run"))
+        blocks.append(("p", f"From the {data['evaluations']} evaluation rows of the store (one per evaluated "
+                            "checkpoint): the final checkpoint and the best trained one (early stopping for PS)."))
+        blocks.append(("table", ["network", "seed", "run", "evaluations", "top-1", "PS", "best PS", "at step",
+                                 "top-1 there"],
+                       [[row["network"], row["seed"], row["run_id"], row["evaluations"], _f(row["top1"], 1),
+                         _f(row["ps"]), _f(row["best_trained_ps"]),
+                         _f(row["best_trained_ps_step"], 0) if row["best_trained_ps_step"] is not None else "-",
+                         _f(row["best_trained_ps_top1"], 1)] for row in data["run_table"]], ()))
         blocks.append(("h2", "Accuracy vs Perceptual Score (Fig. 1)"))
         p = data["pareto"]
         on = [p["points"][i]["network"] for i in p["frontier"]]
@@ -490,6 +644,12 @@ def build_classifier_report(spec: Any, db: Any, out_dir: str | os.PathLike,
         blocks.append(("table", ["network", "default", *[KNOB_LABELS.get(k, k) for k in t["knobs"]], "best"],
                        [[row["network"], _f(row["default"]), *[_gain(row["gains"].get(k)) for k in t["knobs"]],
                          _f(row["best"])] for row in t["rows"]], ()))
+        sweeps = {k: v for k, v in data["knob_sweeps"].items() if k != "classes"}
+        if sweeps:
+            blocks.append(("h2", "PS against each swept knob (Figs. 5-9)"))
+            blocks.append(("p", "Each line: networks that differ in that knob only ('default': the recipe's value "
+                                "when it cannot be resolved)."))
+            img(knob_sweep_figure(sweeps, p["distance"], fig_dir / "knob_sweeps.png"), "PS vs each swept knob")
         blocks.append(("h2", "Along training (Figs. 5, 11, 12)"))
         img(along_training_figure(nets_, fig_dir / "along_training.png"), "PS, accuracy and sensitivity vs step")
         img(trajectory_figure(nets_, fig_dir / "trajectories.png"), "accuracy vs PS along training")
@@ -529,8 +689,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["build_classifier_report", "collect_networks", "display_name", "frontier", "knob_table", "knobs",
-           "study_data"]
+__all__ = ["build_classifier_report", "collect_networks", "display_name", "frontier", "knob_sweeps", "knob_table",
+           "knobs", "run_table", "study_data", "summarize_evaluations"]
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())

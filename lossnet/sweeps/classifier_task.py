@@ -13,8 +13,13 @@ other Kumar functions are scored from the same pass). Settings:
 The metrics hold the headline numbers (final ``top1`` and ``ps``, ``best_ps`` with its step
 and accuracy: "early stopping for PS") and ``evaluations``: one row per evaluated checkpoint
 (step, epoch, top-1/top-5, PS of each function, per-subset and layer-wise PS, distortion
-sensitivity, and entropy / spatial-frequency results when configured), from which the
-report draws curves and the Pareto frontier. The run's work folder keeps the checkpoints, so
+sensitivity, and entropy / spatial-frequency results when configured). The results store
+writes these as rows of its evaluations table (run id + step) in the transaction that records
+the run finished; the report draws curves, best checkpoints and the Pareto frontier from them.
+
+A grid's ``settings`` (training-knob sweeps: ``settings = [{}, { weight_decay = 1e-5 }]``) are
+merged over ``overrides``; their keys must be fields of the ClassifierConfig
+(:func:`settings_fields`). The run's work folder keeps the checkpoints, so
 a killed run resumes where it stopped.
 
 Example:
@@ -32,6 +37,7 @@ from ..networks.classifiers import (
     is_classifier_name,
     register_catalogue,
 )
+from .spec import register_settings_fields
 from .tasks import TaskError, _work_dir, register_task
 
 DEFAULTS = {"config": "mini", "data": "builtin", "overrides": {}, "device": "auto", "amp": False}
@@ -71,8 +77,42 @@ def run_classifier(run: Mapping[str, Any], work_dir: Path | None) -> dict:
     return metrics
 
 
+def settings_fields() -> list[str]:
+    """The keys a grid's ``settings`` (and ``overrides``) may set: the fields of
+    :class:`~lossnet.tasks.classifier.ClassifierConfig` but those the classifier does not use.
+
+    Example:
+        >>> "weight_decay" in settings_fields(), "epochs" in settings_fields()
+        (True, False)
+    """
+    import dataclasses
+
+    from ..tasks.classifier import UNUSED_FIELDS, ClassifierConfig
+
+    return [f.name for f in dataclasses.fields(ClassifierConfig) if f.name not in UNUSED_FIELDS]
+
+
+def check_settings(values: Mapping[str, Any]) -> None:
+    """Clear errors for override values of the wrong type or an unknown ``crop``.
+
+    Example:
+        >>> check_settings({"crop": "centre"})
+        Traceback (most recent call last):
+        ...
+        lossnet.errors.LossnetError: crop 'centre' is not one of pad, resized, center, none.
+    """
+    from ..data.imagenet64 import CROPS
+    from ..errors import LossnetError
+    from ..tasks.classifier import ClassifierConfig
+
+    cfg = ClassifierConfig().with_overrides(dict(values))
+    if cfg.crop not in CROPS:
+        raise LossnetError(f"crop {cfg.crop!r} is not one of {', '.join(CROPS)}.")
+
+
 register_catalogue()
+register_settings_fields("classifier", settings_fields, check_settings)
 register_task("classifier", run_classifier, defaults=DEFAULTS, headline="best_ps",
               description="train a Kumar et al. ImageNet-64 classifier; PS along training (best-PS checkpoint)")
 
-__all__ = ["DEFAULTS", "run_classifier"]
+__all__ = ["DEFAULTS", "check_settings", "run_classifier", "settings_fields"]

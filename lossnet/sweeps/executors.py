@@ -13,6 +13,14 @@
   (return, exception, Ctrl-C, SIGTERM, SIGHUP, interpreter exit), and a watcher process
   (:mod:`lossnet.sweeps.reaper`) stops what is left of it if the driver is killed outright.
 
+Runs that a task can compute together (:class:`lossnet.sweeps.tasks.SharedPass`: similarity
+runs of one network, weights, data and input size that differ in points and distance) form
+one *unit* (:func:`plan_units`): the unit's runs are claimed together, computed from one pass
+(:func:`execute_group`) and still recorded one by one, each in its own transaction, so a kill
+at any moment leaves every run either recorded once or claimable again; the next invocation
+computes only the unrecorded ones. A unit is one unit of work in every executor (one worker
+loop iteration, one Ray task); ``share=False`` runs every run alone.
+
 Every executor runs each run through :func:`execute_run`, which sets the run's torch thread
 count (``threads``, part of the run's identity) before it starts, so a run gives the same
 numbers whichever executor runs it; it records metrics, error and traceback, timings and
@@ -68,16 +76,18 @@ class ExecStats:
     claimed: int = 0
     seconds: float = 0.0
     workers: int = 1
+    passes: int = 0
     run_seconds: list[float] = field(default_factory=list)
 
     def merge(self, other: Mapping[str, Any]) -> None:
-        for key in ("finished", "failed", "discarded", "claimed"):
+        for key in ("finished", "failed", "discarded", "claimed", "passes"):
             setattr(self, key, getattr(self, key) + int(other.get(key, 0)))
         self.run_seconds.extend(other.get("run_seconds", []))
 
     def to_dict(self) -> dict[str, Any]:
         return {"finished": self.finished, "failed": self.failed, "discarded": self.discarded,
-                "claimed": self.claimed, "seconds": round(self.seconds, 4), "workers": self.workers}
+                "claimed": self.claimed, "passes": self.passes, "seconds": round(self.seconds, 4),
+                "workers": self.workers}
 
 
 def describe_run(run: Mapping[str, Any]) -> str:
@@ -312,6 +322,28 @@ def run_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def _checked_metrics(task: str, metrics: Any) -> dict[str, Any]:
+    if not isinstance(metrics, Mapping):
+        raise LossnetError(f"task {task!r} returned {type(metrics).__name__}, not a dict of metrics.")
+    metrics = clean_json(metrics)
+    try:
+        to_json_text(metrics, indent=None)
+    except (TypeError, ValueError) as exc:
+        raise LossnetError(f"task {task!r} returned metrics that are not JSON ({exc}): return numbers, "
+                           "strings, lists and dicts.") from exc
+    return metrics
+
+
+def _environment(run: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    try:
+        env = collect_environment(run)
+        if extra:
+            env.update(extra)
+        return clean_json(env)
+    except Exception as exc:  # noqa: BLE001  # pragma: no cover
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
 def execute_run(run: Mapping[str, Any], work_root: str | os.PathLike | None,
                 adapter: TaskAdapter | None = None) -> dict[str, Any]:
     """Run one run (a :class:`~lossnet.sweeps.spec.RunConfig` dict); never raises for a task error.
@@ -330,24 +362,112 @@ def execute_run(run: Mapping[str, Any], work_root: str | os.PathLike | None,
         try:
             _check_run_weights(run)
             adapter = adapter if adapter is not None else get_task(run["task"])
-            metrics = adapter(run, work_dir)
-            if not isinstance(metrics, Mapping):
-                raise LossnetError(f"task {run['task']!r} returned {type(metrics).__name__}, not a dict of metrics.")
-            metrics = clean_json(metrics)
-            try:
-                to_json_text(metrics, indent=None)
-            except (TypeError, ValueError) as exc:
-                raise LossnetError(f"task {run['task']!r} returned metrics that are not JSON ({exc}): return numbers, "
-                                   "strings, lists and dicts.") from exc
-            out.update(status="finished", metrics=metrics)
+            out.update(status="finished", metrics=_checked_metrics(run["task"], adapter(run, work_dir)))
         except Exception as exc:  # noqa: BLE001 - recorded in the store
             out.update(error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
         out["seconds"] = time.perf_counter() - start
-        try:
-            out["environment"] = clean_json(collect_environment(run))
-        except Exception as exc:  # noqa: BLE001  # pragma: no cover
-            out["environment"] = {"error": f"{type(exc).__name__}: {exc}"}
+        out["environment"] = _environment(run)
     return out
+
+
+def share_key(run: Mapping[str, Any], adapter: TaskAdapter | None) -> str | None:
+    """The key under which ``run`` shares a pass with others (None: it runs alone): its task,
+    thread count and resources, and what its task's :class:`~lossnet.sweeps.tasks.SharedPass`
+    says about the rest (network, weights, data, input size, device...)."""
+    if adapter is None or adapter.shared is None:
+        return None
+    key = adapter.shared.key(run)
+    if key is None:
+        return None
+    return to_json_text({"task": adapter.name, "threads": int(run.get("threads", DEFAULT_THREADS)),
+                         "resources": run.get("resources") or {}, "key": key}, indent=None)
+
+
+def plan_units(runs: Sequence[Mapping[str, Any]], share: bool = True,
+               adapters: Mapping[str, TaskAdapter | None] | None = None) -> list[list[Mapping[str, Any]]]:
+    """The units of work of ``runs``: runs that share a pass (same :func:`share_key`) together,
+    in the order of their first run; every other run alone. ``share=False``: every run alone.
+
+    Example:
+        >>> runs = [{"id": str(i), "task": "noop", "seed": i} for i in range(3)]
+        >>> [len(u) for u in plan_units(runs)]
+        [1, 1, 1]
+    """
+    adapters = _Adapters() if adapters is None else adapters
+    units: list[list[Mapping[str, Any]]] = []
+    by_key: dict[str, list[Mapping[str, Any]]] = {}
+    for run in runs:
+        key = share_key(run, adapters[run["task"]]) if share else None
+        if key is None:
+            units.append([run])
+        elif key in by_key:
+            by_key[key].append(run)
+        else:
+            by_key[key] = [run]
+            units.append(by_key[key])
+    return units
+
+
+def describe_plan(units: Sequence[Sequence[Mapping[str, Any]]]) -> str:
+    """``56 runs in 14 passes`` (a pass: one unit of work; runs of a unit share one pass).
+
+    Example:
+        >>> describe_plan([[{}, {}], [{}]])
+        '3 runs in 2 passes'
+    """
+    n = sum(len(u) for u in units)
+    return f"{n} run{'s' if n != 1 else ''} in {len(units)} pass{'es' if len(units) != 1 else ''}"
+
+
+def execute_group(runs: Sequence[Mapping[str, Any]], work_root: str | os.PathLike | None,
+                  adapter: TaskAdapter | None = None) -> list[dict[str, Any]]:
+    """Run the runs of one unit (see :func:`plan_units`) from one pass; never raises for a task error.
+
+    One run, or a task without a shared pass: :func:`execute_run`. Otherwise the task's shared
+    pass computes every run's metrics at once; each outcome is that of :func:`execute_run`
+    (``seconds``: the shared pass's; ``environment["shared_pass"]``: the runs it served). A
+    run whose weights file changed fails alone; if the shared pass itself fails, each run is
+    run alone (so one bad run cannot fail the others).
+    """
+    runs = [dict(r) for r in runs]
+    adapter = adapter if adapter is not None or not runs else _Adapters()[runs[0]["task"]]
+    if len(runs) <= 1 or adapter is None or adapter.shared is None:
+        return [execute_run(r, work_root, adapter) for r in runs]
+    outcomes: list[dict[str, Any] | None] = [None] * len(runs)
+    start = time.perf_counter()
+    with run_threads(int(runs[0].get("threads", DEFAULT_THREADS))):
+        ready = []
+        for i, run in enumerate(runs):
+            try:
+                _check_run_weights(run)
+                ready.append(i)
+            except Exception as exc:  # noqa: BLE001 - recorded in the store
+                outcomes[i] = {"status": "failed", "metrics": None, "error": f"{type(exc).__name__}: {exc}",
+                               "traceback": traceback.format_exc(), "seconds": 0.0, "environment": _environment(run)}
+        group = [runs[i] for i in ready]
+        error = None
+        try:
+            if len(group) > 1:
+                dirs = [Path(work_root) / r["id"] if work_root is not None else None for r in group]
+                metrics = adapter.shared.fn(group, dirs)
+                if not isinstance(metrics, Sequence) or len(metrics) != len(group):
+                    raise LossnetError(f"the shared pass of task {adapter.name!r} returned "
+                                       f"{type(metrics).__name__} for {len(group)} runs: return one dict per run.")
+                metrics = [_checked_metrics(adapter.name, m) for m in metrics]
+                seconds = time.perf_counter() - start
+                shared = {"shared_pass": {"runs": [r["id"] for r in group], "seconds": round(seconds, 4)}}
+                for i, m in zip(ready, metrics):
+                    outcomes[i] = {"status": "finished", "metrics": m, "error": None, "traceback": None,
+                                   "seconds": seconds, "environment": _environment(runs[i], shared)}
+                return outcomes  # type: ignore[return-value]
+        except Exception as exc:  # noqa: BLE001 - each run alone below
+            error = f"{type(exc).__name__}: {exc}"
+    for i in ready:
+        outcome = execute_run(runs[i], work_root, adapter)
+        if error is not None:
+            outcome["environment"] = {**(outcome.get("environment") or {}), "shared_pass_error": error}
+        outcomes[i] = outcome
+    return outcomes  # type: ignore[return-value]
 
 
 def record_outcome(store: ResultsStore, claim: Claim, outcome: Mapping[str, Any]) -> str:
@@ -417,13 +537,18 @@ class _Adapters(dict):
 def worker_loop(store: ResultsStore, runs: Sequence[Mapping[str, Any]], worker: str,
                 work_root: str | os.PathLike | None, retry_failed: bool = False,
                 progress: SweepProgress | None = None, heartbeat_interval: float = HEARTBEAT_INTERVAL,
-                stop: Callable[[], bool] | None = None) -> dict[str, Any]:
-    """Claim and run ``runs`` (in order) until none is claimable; the loop of every local worker."""
+                stop: Callable[[], bool] | None = None, share: bool = True) -> dict[str, Any]:
+    """Claim and run the units of ``runs`` (:func:`plan_units`, in order) until none is
+    claimable; the loop of every local worker. The claimable runs of a unit are claimed
+    together and computed from one pass; a unit whose first claimable run another worker took
+    meanwhile is left to that worker (whatever it does not take is found by the next scan)."""
     by_id = {r["id"]: r for r in runs}
-    ids = list(by_id)
     adapters = _Adapters()
-    stats: dict[str, Any] = {"finished": 0, "failed": 0, "discarded": 0, "claimed": 0, "run_seconds": []}
-    queue: deque[str] = deque()
+    units = [[r["id"] for r in unit] for unit in plan_units(list(by_id.values()), share, adapters)]
+    ids = [rid for unit in units for rid in unit]
+    stats: dict[str, Any] = {"finished": 0, "failed": 0, "discarded": 0, "claimed": 0, "passes": 0,
+                             "run_seconds": []}
+    queue: deque[list[str]] = deque()
     attempted: set[str] = set()  # each run at most once per invocation (failed runs with retry_failed too)
     rescanned = False  # the queue came from a fresh scan and nothing was claimed from it yet
     with Heartbeat(store, heartbeat_interval) as hb:
@@ -431,30 +556,42 @@ def worker_loop(store: ResultsStore, runs: Sequence[Mapping[str, Any]], worker: 
             if not queue:
                 if rescanned:
                     break  # a whole fresh scan yielded nothing we could claim
-                queue.extend(r for r in store.claimable_ids(ids, retry_failed) if r not in attempted)  # one scan
+                claimable = {r for r in store.claimable_ids(ids, retry_failed) if r not in attempted}  # one scan
+                queue.extend(todo for todo in ([r for r in unit if r in claimable] for unit in units) if todo)
                 rescanned = True
                 if not queue:
                     break
-            claim = store.claim(queue.popleft(), worker, retry_failed)
-            if claim is None:
-                continue  # taken by another worker meanwhile
-            rescanned = False
-            attempted.add(claim.run_id)
-            stats["claimed"] += 1
-            hb.add(claim)
-            run = by_id[claim.run_id]
+            claims: list[Claim] = []
             try:
-                outcome = execute_run(run, work_root, adapters[run["task"]])
-            except BaseException:  # KeyboardInterrupt, SystemExit: give the run back
-                hb.remove(claim)
-                store.release(claim, "interrupted")
+                for rid in queue.popleft():
+                    claim = store.claim(rid, worker, retry_failed)
+                    if claim is None:
+                        if not claims:
+                            break  # another worker is on this unit
+                        continue  # taken by another worker meanwhile
+                    claims.append(claim)
+                    attempted.add(rid)
+                    hb.add(claim)
+                if not claims:
+                    continue
+                rescanned = False
+                stats["claimed"] += len(claims)
+                group = [by_id[c.run_id] for c in claims]
+                outcomes = execute_group(group, work_root, adapters[group[0]["task"]])
+            except BaseException:  # KeyboardInterrupt, SystemExit: give the runs back
+                for claim in claims:
+                    hb.remove(claim)
+                    store.release(claim, "interrupted")
                 raise
-            hb.remove(claim)
-            result = record_outcome(store, claim, outcome)
-            stats[result] += 1
-            stats["run_seconds"].append(outcome["seconds"])
-            if progress is not None:
-                progress.run_done(run, result, outcome["seconds"], outcome.get("error"))
+            stats["passes"] += 1
+            for claim, run, outcome in zip(claims, group, outcomes):
+                hb.remove(claim)
+                result = record_outcome(store, claim, outcome)  # each run in its own transaction
+                stats[result] += 1
+                stats["run_seconds"].append(outcome["seconds"])
+                if progress is not None:
+                    where = f" [one pass for {len(group)} runs]" if len(group) > 1 else ""
+                    progress.run_done(run, result, outcome["seconds"], outcome.get("error"), where)
     return stats
 
 
@@ -470,7 +607,8 @@ class Executor:
 
     def run(self, store: ResultsStore, runs: Sequence[Mapping[str, Any]], work_root: str | os.PathLike | None,
             retry_failed: bool = False, imports: Sequence[str] = (),
-            progress: SweepProgress | None = None) -> ExecStats:
+            progress: SweepProgress | None = None, share: bool = True) -> ExecStats:
+        """Run ``runs``; ``share``: runs that can share a pass do (see :func:`plan_units`)."""
         raise NotImplementedError
 
 
@@ -487,13 +625,13 @@ class InProcessExecutor(Executor):
     def __init__(self, heartbeat_interval: float = HEARTBEAT_INTERVAL) -> None:
         self.heartbeat_interval = heartbeat_interval
 
-    def run(self, store, runs, work_root, retry_failed=False, imports=(), progress=None) -> ExecStats:
+    def run(self, store, runs, work_root, retry_failed=False, imports=(), progress=None, share=True) -> ExecStats:
         start = time.perf_counter()
         import_plugins(list(imports))
         stats = ExecStats(workers=1)
         with exit_on_signals():
             stats.merge(worker_loop(store, runs, f"inprocess:{HOST}:{os.getpid()}", work_root, retry_failed,
-                                    progress, self.heartbeat_interval))
+                                    progress, self.heartbeat_interval, share=share))
         stats.seconds = time.perf_counter() - start
         return stats
 
@@ -527,7 +665,8 @@ def _process_worker_main() -> int:
     store = ResultsStore(job["db"], verify=False, **job["store"])
     with exit_on_signals():
         stats = worker_loop(store, job["runs"], job["worker"], job["work_root"], job["retry_failed"], None,
-                            job["heartbeat_interval"], stop=lambda: os.getppid() != job["parent"])
+                            job["heartbeat_interval"], stop=lambda: os.getppid() != job["parent"],
+                            share=job.get("share", True))
     with os.fdopen(job["result_fd"], "w", encoding="utf-8") as fh:
         fh.write(to_json_text(stats, indent=None))
     return 0
@@ -599,7 +738,7 @@ class ProcessExecutor(Executor):
         self.workers = _check_workers(workers, "processes")
         self.heartbeat_interval = heartbeat_interval
 
-    def run(self, store, runs, work_root, retry_failed=False, imports=(), progress=None) -> ExecStats:
+    def run(self, store, runs, work_root, retry_failed=False, imports=(), progress=None, share=True) -> ExecStats:
         start = time.perf_counter()
         stats = ExecStats(workers=self.workers)
         runs = [dict(r) for r in runs]
@@ -614,7 +753,7 @@ class ProcessExecutor(Executor):
                         "runs": runs, "worker": f"process-{k}:{HOST}",
                         "work_root": None if work_root is None else str(work_root), "retry_failed": retry_failed,
                         "imports": list(imports), "sys_path": [p for p in sys.path if p], "parent": os.getpid(),
-                        "heartbeat_interval": self.heartbeat_interval}))
+                        "heartbeat_interval": self.heartbeat_interval, "share": bool(share)}))
                 while any(w.proc.poll() is None for w in workers):
                     time.sleep(0.25)
                     if progress is not None:
@@ -653,15 +792,17 @@ class ProcessExecutor(Executor):
         return seq
 
 
-def _ray_execute(run: dict, work_root: str | None, imports: list[str], sys_path: list[str]) -> dict[str, Any]:
-    """The body of one Ray task."""
+def _ray_execute(runs: list[dict], work_root: str | None, imports: list[str],
+                 sys_path: list[str]) -> list[dict[str, Any]]:
+    """The body of one Ray task: the runs of one unit, from one pass."""
     for p in reversed(sys_path):
         if p not in sys.path and os.path.isdir(p):
             sys.path.insert(0, p)
     import_plugins(imports)
-    outcome = execute_run(run, work_root)
-    outcome["node"] = HOST
-    return outcome
+    outcomes = execute_group(runs, work_root)
+    for outcome in outcomes:
+        outcome["node"] = HOST
+    return outcomes
 
 
 class _LocalRayGuard:
@@ -734,7 +875,7 @@ class RayExecutor(Executor):
             raise ExecutorError("the Ray executor needs ray: pip install 'lossnet[ray]'.") from exc
         return ray
 
-    def run(self, store, runs, work_root, retry_failed=False, imports=(), progress=None) -> ExecStats:
+    def run(self, store, runs, work_root, retry_failed=False, imports=(), progress=None, share=True) -> ExecStats:
         ray = self._ray()
         start = time.perf_counter()
         guard: _LocalRayGuard | None = None
@@ -756,7 +897,7 @@ class RayExecutor(Executor):
                     if self.address is None:
                         guard = _LocalRayGuard(ray, before)
                 return self._drive(ray, store, [dict(r) for r in runs], work_root, retry_failed, list(imports),
-                                   progress, start)
+                                   progress, start, share)
             except SystemExit:
                 if signals.received is not None:  # Ray turns our SystemExit inside ray.wait into exit code 1
                     raise SystemExit(128 + signals.received) from None
@@ -786,7 +927,7 @@ class RayExecutor(Executor):
                         progress.note(f"warning: {msg}")
                     return
 
-    def _drive(self, ray, store, runs, work_root, retry_failed, imports, progress, start) -> ExecStats:
+    def _drive(self, ray, store, runs, work_root, retry_failed, imports, progress, start, share=True) -> ExecStats:
         remote = ray.remote(max_retries=2)(_ray_execute)
         total = ray.cluster_resources()
         self._check_feasible(runs, total, progress)
@@ -796,51 +937,59 @@ class RayExecutor(Executor):
         stats = ExecStats(workers=int(cpus))
         worker = f"ray-driver:{HOST}:{os.getpid()}"
         sys_path = [p for p in sys.path if p]
-        queue = deque(runs)
-        in_flight: dict[Any, tuple[Claim, dict]] = {}
+        queue = deque(plan_units(runs, share))  # one Ray task per unit
+        in_flight: dict[Any, list[tuple[Claim, dict]]] = {}
         root = None if work_root is None else str(work_root)
         wait_s = min(1.0, self.heartbeat_interval)  # short waits: signals are handled between them
         with Heartbeat(store, self.heartbeat_interval) as hb:
             try:
                 while queue or in_flight:
                     while queue and len(in_flight) < limit:
-                        run = queue.popleft()
-                        claim = store.claim(run["id"], worker, retry_failed)
-                        if claim is None:
+                        held = []
+                        for run in queue.popleft():
+                            claim = store.claim(run["id"], worker, retry_failed)
+                            if claim is not None:
+                                held.append((claim, run))
+                                hb.add(claim)
+                        if not held:
                             continue
-                        stats.claimed += 1
-                        hb.add(claim)
-                        res = run.get("resources") or {}
+                        stats.claimed += len(held)
+                        res = held[0][1].get("resources") or {}
                         options = {"num_cpus": float(res.get("num_cpus", 1)), "num_gpus": float(res.get("num_gpus", 0))}
                         if res.get("memory"):
                             options["memory"] = int(res["memory"])
-                        ref = remote.options(**options).remote(run, root, imports, sys_path)
-                        in_flight[ref] = (claim, run)
+                        ref = remote.options(**options).remote([r for _, r in held], root, imports, sys_path)
+                        in_flight[ref] = held
                     if not in_flight:
                         break
                     done, _ = ray.wait(list(in_flight), num_returns=1, timeout=wait_s)
                     for ref in done:
-                        claim, run = in_flight.pop(ref)
-                        hb.remove(claim)
+                        held = in_flight.pop(ref)
+                        for claim, _ in held:
+                            hb.remove(claim)
                         try:
-                            outcome = ray.get(ref)
+                            outcomes = ray.get(ref)
                         except Exception as exc:  # noqa: BLE001 - a worker or node died
-                            outcome = {"status": "failed", "metrics": None, "seconds": None,
-                                       "error": f"Ray task failed: {type(exc).__name__}: {exc}",
-                                       "traceback": traceback.format_exc(), "environment": None}
-                        result = record_outcome(store, claim, outcome)
-                        setattr(stats, result, getattr(stats, result) + 1)
-                        if outcome.get("seconds") is not None:
-                            stats.run_seconds.append(outcome["seconds"])
-                        if progress is not None:
-                            progress.run_done(run, result, outcome.get("seconds"), outcome.get("error"),
-                                              f" on {outcome.get('node', '?')}")
+                            tb = traceback.format_exc()
+                            outcomes = [{"status": "failed", "metrics": None, "seconds": None,
+                                         "error": f"Ray task failed: {type(exc).__name__}: {exc}",
+                                         "traceback": tb, "environment": None} for _ in held]
+                        stats.passes += 1
+                        for (claim, run), outcome in zip(held, outcomes):
+                            result = record_outcome(store, claim, outcome)  # each run in its own transaction
+                            setattr(stats, result, getattr(stats, result) + 1)
+                            if outcome.get("seconds") is not None:
+                                stats.run_seconds.append(outcome["seconds"])
+                            if progress is not None:
+                                progress.run_done(run, result, outcome.get("seconds"), outcome.get("error"),
+                                                  f" on {outcome.get('node', '?')}")
             except BaseException:
-                for ref, (claim, _) in in_flight.items():
+                for ref, held in in_flight.items():
                     with contextlib.suppress(Exception):
                         ray.cancel(ref, force=True)
-                    with contextlib.suppress(Exception):
-                        store.release(claim, "driver interrupted")
+                    for claim, _ in held:
+                        with contextlib.suppress(Exception):
+                            store.release(claim, "driver interrupted")
                 raise
         stats.seconds = time.perf_counter() - start
         return stats
@@ -896,5 +1045,5 @@ def get_executor(name: str = "inprocess", workers: int | None = None, address: s
 
 __all__ = ["EXECUTOR_NAMES", "ExecStats", "Executor", "ExecutorError", "Heartbeat", "InProcessExecutor",
            "ProcessExecutor", "RayExecutor", "RunWeightsChanged", "SweepProgress", "collect_environment",
-           "describe_run", "execute_run", "exit_on_signals", "get_executor", "record_outcome", "run_threads",
-           "weights_info", "worker_loop"]
+           "describe_plan", "describe_run", "execute_group", "execute_run", "exit_on_signals", "get_executor",
+           "plan_units", "record_outcome", "run_threads", "share_key", "weights_info", "worker_loop"]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..errors import LossnetError
-from .executors import Executor, SweepProgress, get_executor
+from .executors import Executor, SweepProgress, describe_plan, get_executor, plan_units
 from .spec import RunConfig, SweepSpec, canonical_json, expand, load_spec
 from .store import DEFAULT_STALE_AFTER, ResultsStore
 
@@ -47,8 +47,8 @@ def _check_limit(limit: Any) -> int | None:
 def run_sweep(spec: SpecArg, db: str | os.PathLike | ResultsStore, executor: str | Executor = "inprocess",
               workers: int | None = None, address: str | None = None, retry_failed: bool = False,
               work_root: str | os.PathLike | None = None, overrides: Sequence[str] | Mapping[str, Any] | None = None,
-              stale_after: float = DEFAULT_STALE_AFTER, progress: bool = True, limit: int | None = None
-              ) -> dict[str, Any]:
+              stale_after: float = DEFAULT_STALE_AFTER, progress: bool = True, limit: int | None = None,
+              share: bool = True) -> dict[str, Any]:
     """Run every run of ``spec`` that ``db`` has not finished; return a summary.
 
     Args:
@@ -65,17 +65,23 @@ def run_sweep(spec: SpecArg, db: str | os.PathLike | ResultsStore, executor: str
             taken over (runs of dead processes on this host are taken over at once).
         progress: a progress bar (on a terminal) and one line per finished run on stderr.
         limit: run at most this many of the missing runs (in spec order).
+        share: runs that see the same features (similarity runs of one network, weights, data,
+            input size and device that differ in points and distance) are scored from ONE pass,
+            each still recorded on its own; False runs every run alone.
 
     Returns:
         ``{"spec", "db", "total", "finished", "failed", "running", "pending", "skipped",
-        "ran": {finished, failed, discarded, claimed, seconds, workers}, "seconds", "failures",
-        "weights_changed"}`` (``weights_changed``: see :func:`weights_changes`).
+        "ran": {finished, failed, discarded, claimed, passes, seconds, workers}, "plan": {runs,
+        passes}, "seconds", "failures", "weights_changed"}`` (``weights_changed``: see
+        :func:`weights_changes`; ``plan``: the missing runs and the passes they were planned in).
 
     Example:
         >>> run_sweep("mini", "out/results.sqlite", executor="processes", workers=2)  # doctest: +SKIP
     """
     start = time.perf_counter()
     limit = _check_limit(limit)
+    if not isinstance(share, bool):
+        raise LossnetError(f"share must be True or False, got {share!r} (False: every run its own pass).")
     parsed = load_spec(spec, overrides)
     runs = expand(parsed)
     ex = executor if isinstance(executor, Executor) else get_executor(executor, workers=workers, address=address)
@@ -96,16 +102,19 @@ def run_sweep(spec: SpecArg, db: str | os.PathLike | ResultsStore, executor: str
         todo.append(run)
     if limit is not None:
         todo = todo[:limit]
+    todo_dicts = [r.to_dict() for r in todo]
+    units = plan_units(todo_dicts, share)
     changed = weights_changes(runs, store)
     bar = SweepProgress(len(todo), f"sweep {parsed.name}") if progress else None
     try:
         if bar is not None:
-            bar.note(f"{parsed.name}: {len(runs)} runs, {skipped} already done, {len(todo)} to run "
+            bar.note(f"{parsed.name}: {len(runs)} runs, {skipped} already done, to run: {describe_plan(units)}"
+                     f"{'' if share else ' (sharing off: every run its own pass)'} "
                      f"({ex.name}{f', {ex.workers} workers' if ex.name == 'processes' else ''})")
             for line in _weights_change_lines(changed):
                 bar.note(line)
         root = Path(work_root) if work_root is not None else default_work_root(store.path)
-        stats = ex.run(store, [r.to_dict() for r in todo], root, retry_failed, parsed.imports, bar) if todo else None
+        stats = ex.run(store, todo_dicts, root, retry_failed, parsed.imports, bar, share=share) if todo else None
     finally:
         if bar is not None:
             bar.close()
@@ -114,7 +123,9 @@ def run_sweep(spec: SpecArg, db: str | os.PathLike | ResultsStore, executor: str
         "spec": parsed.name, "db": str(store.path), **{k: status[k] for k in ("total", "finished", "failed",
                                                                               "running", "pending")},
         "skipped": skipped, "ran": stats.to_dict() if stats else {"finished": 0, "failed": 0, "discarded": 0,
-                                                                    "claimed": 0, "seconds": 0.0, "workers": 0},
+                                                                    "claimed": 0, "passes": 0, "seconds": 0.0,
+                                                                    "workers": 0},
+        "plan": {"runs": len(todo), "passes": len(units)},
         "executor": ex.name, "seconds": round(time.perf_counter() - start, 3), "failures": status["failures"],
         "weights_changed": changed,
     }

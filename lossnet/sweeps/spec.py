@@ -29,6 +29,12 @@ Spec format (every key but ``grid`` is optional)::
     tasks = ["similarity", "superres"]
     seeds = [0]
     baselines = ["l2"]                 # pixel baselines (no network), for the same tasks and seeds
+    settings = [{}, { epochs = 2 }]    # training-config overrides: each table is its own run (an
+                                       # axis of the grid; {} = the config as it is). Merged over
+                                       # the task's `overrides` setting, so they are part of each
+                                       # run's id; only for tasks with an `overrides` setting
+                                       # (training tasks); keys are checked against the task's
+                                       # config fields (e.g. ClassifierConfig's).
 
     [tasks.similarity]                 # per-task settings (see lossnet.sweeps.tasks.TASKS)
     data = "builtin"                   # or a BAPPS folder
@@ -64,7 +70,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -76,7 +82,9 @@ from .tasks import NON_RESULT_SETTINGS, canonical_task, get_task, import_plugins
 
 SPECS_DIR = Path(__file__).parent / "specs"
 TOP_KEYS = ("name", "description", "imports", "threads", "grid", "tasks", "resources", "defaults")
-GRID_KEYS = ("architectures", "weights", "points", "layer_set", "distances", "tasks", "seeds", "baselines")
+GRID_KEYS = ("architectures", "weights", "points", "layer_set", "distances", "tasks", "seeds", "baselines",
+             "settings")
+OVERRIDES_SETTING = "overrides"  # the task setting that a grid's `settings` are merged into
 AXIS_OVERRIDES = ("distances", "weights", "seeds")  # grid axes a task's settings may override
 RUN_KEYS = ("threads",)  # run settings (not the task adapter's) a task's table may set
 DEFAULT_THREADS = 1
@@ -291,6 +299,87 @@ def _as_list(value: Any, what: str, kind: type | tuple[type, ...] = str) -> list
     return list(items)
 
 
+@dataclass(frozen=True)
+class SettingsFields:
+    """What a task's training overrides (a grid's ``settings``) may set.
+
+    Attributes:
+        fields: returns the valid keys (e.g. the fields of the task's config dataclass).
+        check: optional; raises a :class:`~lossnet.errors.LossnetError` for values that cannot work.
+    """
+
+    fields: Callable[[], Sequence[str]]
+    check: Callable[[Mapping[str, Any]], Any] | None = None
+
+
+SETTINGS_FIELDS: dict[str, SettingsFields] = {}
+
+
+def register_settings_fields(task: str, fields: Callable[[], Sequence[str]],
+                             check: Callable[[Mapping[str, Any]], Any] | None = None) -> None:
+    """Declare the keys a grid's ``settings`` may give ``task`` (and optionally a value check).
+
+    Example:
+        >>> register_settings_fields("noop", lambda: ["sleep"])
+        >>> settings_fields("noop").fields()
+        ['sleep']
+        >>> del SETTINGS_FIELDS["noop"]
+    """
+    SETTINGS_FIELDS[canonical_task(task)] = SettingsFields(fields, check)
+
+
+def settings_fields(task: str) -> SettingsFields | None:
+    """The :class:`SettingsFields` of ``task``: registered ones, else the config dataclass of a
+    :mod:`lossnet.tasks` trainer (autoencoder, superres, segmentation); None when unknown."""
+    task = canonical_task(task)
+    if task in SETTINGS_FIELDS:
+        return SETTINGS_FIELDS[task]
+    import dataclasses
+
+    from ..tasks import CONFIGS
+
+    config = CONFIGS.get(task)
+    if config is None:
+        return None
+    return SettingsFields(lambda: [f.name for f in dataclasses.fields(config)],
+                          lambda values: config().with_overrides(values))
+
+
+def _parse_settings(value: Any, where: str, tasks: Sequence[str]) -> list[dict[str, Any]]:
+    """A grid's ``settings`` as a list of override tables, every key and value checked for
+    every task of the block."""
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise SpecError(f"'settings' of {where} is empty: give at least one table ({{}} = the config as it is).")
+    out: list[dict[str, Any]] = []
+    for item in items:
+        if not isinstance(item, Mapping):
+            raise SpecError(f"'settings' of {where} must be a table or a list of tables of training-config "
+                            f"overrides (e.g. settings = [{{}}, {{ weight_decay = 1e-5 }}]), got {item!r}.")
+        out.append(dict(item))
+    for task in tasks:
+        adapter = get_task(task)
+        if OVERRIDES_SETTING not in adapter.defaults:
+            raise SpecError(f"{where} has 'settings', but task {task} takes no training overrides: 'settings' is for "
+                            "training tasks (those with an 'overrides' setting, e.g. classifier, superres).")
+        known = settings_fields(task)
+        if known is None:
+            continue  # a plugin task without declared fields: its trainer checks the overrides when it runs
+        valid = list(known.fields())
+        for item in out:
+            for key in item:
+                if key not in valid:
+                    raise unknown_name(f"{task} config field", key, valid,
+                                       hint=f"(In 'settings' of {where}: each key is a field of the {task} "
+                                            "training config.)")
+            if known.check is not None:
+                try:
+                    known.check(item)
+                except LossnetError as exc:
+                    raise SpecError(f"'settings' {item!r} of {where} cannot be used for task {task}: {exc}") from None
+    return out
+
+
 def parse_spec(data: Mapping[str, Any], default_name: str = "sweep", source: str | None = None) -> SweepSpec:
     """Check a TOML dict against the spec format and return a :class:`SweepSpec`."""
     _check_keys("the sweep spec", data, TOP_KEYS)
@@ -309,7 +398,11 @@ def parse_spec(data: Mapping[str, Any], default_name: str = "sweep", source: str
         if not isinstance(g, Mapping):
             raise SpecError(f"grid block {i + 1} must be a table, got {g!r}.")
         _check_keys(f"grid block {i + 1}", g, GRID_KEYS)
-        grids.append({**defaults, **dict(g)})
+        grid = {**defaults, **dict(g)}
+        if "settings" in grid:
+            tasks_of_block = [canonical_task(t) for t in _as_list(grid.get("tasks", []), f"tasks of grid block {i + 1}")]
+            grid["settings"] = _parse_settings(grid["settings"], f"grid block {i + 1}", tasks_of_block)
+        grids.append(grid)
     tasks = {}
     for name, settings in dict(data.get("tasks", {})).items():
         if not isinstance(settings, Mapping):
@@ -489,8 +582,9 @@ def resolved_settings(spec: SweepSpec, task: str, adapter: Any = None) -> dict[s
 def expand(spec: "SweepSpec | str | os.PathLike | Mapping[str, Any]") -> list[RunConfig]:
     """Every run of ``spec``, in a deterministic order, duplicates (same id) removed.
 
-    Order: grid blocks as written; within a block tasks, then architectures, weights,
-    points (shallow to deep), distances, seeds; then the block's pixel baselines. Each name
+    Order: grid blocks as written; within a block tasks, then the block's ``settings`` tables
+    (as written), architectures, weights, points (shallow to deep), distances, seeds; then the
+    block's pixel baselines. Each name
     (task, architecture, distance, weights file) is resolved once.
 
     Example:
@@ -529,41 +623,62 @@ def expand(spec: "SweepSpec | str | os.PathLike | Mapping[str, Any]") -> list[Ru
         points = grid.get("points", "pihlgren")
         layer_set = grid.get("layer_set")
         groups: dict[str, list] = {}  # arch -> its point groups, resolved once per block
+        grid_settings = grid.get("settings") or [{}]
         for task, adapter in tasks.items():
             task_spec = spec.tasks.get(task, {})
-            settings = resolved_settings(spec, task, adapter)
-            resources = {**spec.resources, **dict(task_spec.get("resources", {}))}
-            _check_keys(f"[tasks.{task}.resources]", resources, RESOURCE_KEYS)
-            threads = _check_threads(task_spec.get("threads", spec.threads), f"[tasks.{task}] threads")
-            distances, weights, seeds = _task_axes(grid, task_spec)
-            if not seeds:
-                raise SpecError(f"{where}: no seeds for task {task}.")
-            if not adapter.network:  # tasks that ignore the network: one run per seed
-                for seed in seeds:
-                    add(RunConfig(task, None, None, None, distances[0] if distances else "l2", seed,
-                                  copy.deepcopy(settings), "none", 0, None, dict(resources), threads))
-                continue
-            feature_distances = [d for d in distances if d not in PIXEL_DISTANCES]
-            if archs and not feature_distances:
-                raise SpecError(f"{where}: task {task} has no feature distance for its networks "
-                                f"(got {distances}); pixel distances go in 'baselines'.")
-            for arch in archs:
-                if arch not in groups:
-                    groups[arch] = _point_groups(arch, arch_specs[arch], points, layer_set)
-                for w, sha in weights:
-                    for pts, label, slot, set_name in groups[arch]:
-                        for d in feature_distances:
-                            for seed in seeds:
-                                add(RunConfig(task, arch, w, pts, d, seed, copy.deepcopy(settings), label, slot,
-                                              set_name, dict(resources), threads, sha))
-            for b in baselines:
-                for seed in seeds:
-                    add(RunConfig(task, None, None, None, b, seed, copy.deepcopy(settings), "pixel", 0, None,
-                                  dict(resources), threads))
+            for values in grid_settings:
+                _expand_task(spec, task, adapter, task_spec, grid, where, archs, arch_specs, points, layer_set,
+                             groups, baselines, _with_overrides(resolved_settings(spec, task, adapter), values), add)
     if not runs:
         raise SpecError(f"sweep spec {spec.name!r} expands to no runs: the grid is empty.")
     return runs
 
 
-__all__ = ["DEFAULT_THREADS", "RunConfig", "SpecError", "SweepSpec", "apply_overrides", "canonical_json", "expand",
-           "file_sha256", "list_specs", "load_spec", "parse_spec", "resolved_settings", "run_id", "spec_path"]
+def _with_overrides(settings: dict[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` with a grid's override table merged over its ``overrides`` (unchanged when empty)."""
+    if not values:
+        return settings
+    out = dict(settings)
+    out[OVERRIDES_SETTING] = {**dict(settings.get(OVERRIDES_SETTING) or {}), **copy.deepcopy(dict(values))}
+    return out
+
+
+def _expand_task(spec: SweepSpec, task: str, adapter: Any, task_spec: Mapping[str, Any], grid: Mapping[str, Any],
+                 where: str, archs: list[str], arch_specs: dict[str, Any], points: Any, layer_set: str | None,
+                 groups: dict[str, list], baselines: list[str], settings: dict[str, Any], add: Callable) -> None:
+    """The runs of one task of one grid block with one table of its settings."""
+    from ..distances.functional import PIXEL_DISTANCES
+
+    resources = {**spec.resources, **dict(task_spec.get("resources", {}))}
+    _check_keys(f"[tasks.{task}.resources]", resources, RESOURCE_KEYS)
+    threads = _check_threads(task_spec.get("threads", spec.threads), f"[tasks.{task}] threads")
+    distances, weights, seeds = _task_axes(grid, task_spec)
+    if not seeds:
+        raise SpecError(f"{where}: no seeds for task {task}.")
+    if not adapter.network:  # tasks that ignore the network: one run per seed
+        for seed in seeds:
+            add(RunConfig(task, None, None, None, distances[0] if distances else "l2", seed,
+                          copy.deepcopy(settings), "none", 0, None, dict(resources), threads))
+        return
+    feature_distances = [d for d in distances if d not in PIXEL_DISTANCES]
+    if archs and not feature_distances:
+        raise SpecError(f"{where}: task {task} has no feature distance for its networks "
+                        f"(got {distances}); pixel distances go in 'baselines'.")
+    for arch in archs:
+        if arch not in groups:
+            groups[arch] = _point_groups(arch, arch_specs[arch], points, layer_set)
+        for w, sha in weights:
+            for pts, label, slot, set_name in groups[arch]:
+                for d in feature_distances:
+                    for seed in seeds:
+                        add(RunConfig(task, arch, w, pts, d, seed, copy.deepcopy(settings), label, slot,
+                                      set_name, dict(resources), threads, sha))
+    for b in baselines:
+        for seed in seeds:
+            add(RunConfig(task, None, None, None, b, seed, copy.deepcopy(settings), "pixel", 0, None,
+                          dict(resources), threads))
+
+
+__all__ = ["DEFAULT_THREADS", "RunConfig", "SETTINGS_FIELDS", "SettingsFields", "SpecError", "SweepSpec",
+           "apply_overrides", "canonical_json", "expand", "file_sha256", "list_specs", "load_spec", "parse_spec",
+           "register_settings_fields", "resolved_settings", "run_id", "settings_fields", "spec_path"]

@@ -3,7 +3,11 @@
 Table ``runs`` holds one row per run id: its config (JSON), status (``pending``, ``running``,
 ``finished``, ``failed``), metrics (JSON), timings, environment (library versions, device,
 weight checksums), error text and traceback, attempts, the worker holding it (host, pid,
-process start time) and a heartbeat. Table ``events`` is an append-only log of every state
+process start time) and a heartbeat. Table ``evaluations`` holds one row per evaluation of a
+run along its training (key: run id + step; ``epoch``, ``top1``, ``ps`` and the whole
+evaluation as JSON): a task's ``metrics["evaluations"]`` (a list of dicts with a ``step``) are
+written there, in the same transaction that records the run finished, and left out of the
+run's metrics JSON (:meth:`ResultsStore.evaluations` reads them back). Table ``events`` is an append-only log of every state
 change (claimed, finished, failed, released, discarded); ``meta`` holds the schema version.
 
 Guarantees:
@@ -51,7 +55,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 from ..errors import LossnetError
 from ..utils.jsonio import atomic_write_bytes, to_json_text
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the evaluations table (a version-1 store is upgraded in place when opened)
 STATUSES = ("pending", "running", "finished", "failed")
 DEFAULT_STALE_AFTER = 600.0  # seconds without a heartbeat before a running run counts as abandoned
 HEARTBEAT_INTERVAL = 15.0
@@ -100,7 +104,17 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_run ON events (run_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS evaluations (
+    run_id  TEXT NOT NULL REFERENCES runs (id),
+    step    INTEGER NOT NULL,
+    epoch   REAL,
+    top1    REAL,
+    ps      TEXT,
+    data    TEXT NOT NULL,
+    PRIMARY KEY (run_id, step)
+);
 """
+EVALUATIONS_KEY = "evaluations"  # the metrics key whose rows go to the evaluations table
 
 BASE_COLUMNS = ("id", "sweep", "task", "arch", "weights", "label", "points", "distance", "seed", "status",
                 "attempts", "seconds", "created", "started", "ended", "worker", "host", "pid", "error")
@@ -175,6 +189,37 @@ def _dumps(obj: Any) -> str | None:
 
 def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
+
+
+def evaluation_rows(run_id: str, rows: Any) -> list[tuple]:
+    """``rows`` (a task's evaluations) as rows of the ``evaluations`` table, checked: a list of
+    dicts, each with a whole ``step`` >= 0, no step twice.
+
+    Example:
+        >>> evaluation_rows("r1", [{"step": 0, "top1": 1.5, "ps": {"spatial": 60.0}}])[0][:4]
+        ('r1', 0, None, 1.5)
+    """
+    if not isinstance(rows, (list, tuple)):
+        raise StoreError(f"run {run_id}: metrics['evaluations'] must be a list of dicts (one per evaluated "
+                         f"checkpoint, each with its 'step'), got {type(rows).__name__}.")
+    out, seen = [], set()
+    for row in rows:
+        step = row.get("step") if isinstance(row, Mapping) else None
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise StoreError(f"run {run_id}: every evaluation must be a dict with a whole 'step' >= 0, got {row!r:.200}.")
+        if step in seen:
+            raise StoreError(f"run {run_id}: two evaluations at step {step}; each step is evaluated once.")
+        seen.add(step)
+        top1, epoch = row.get("top1"), row.get("epoch")
+        out.append((run_id, step, None if epoch is None else float(epoch), None if top1 is None else float(top1),
+                    _dumps(row.get("ps")), _dumps(dict(row))))
+    return out
+
+
+def _write_evaluations(conn: sqlite3.Connection, run_id: str, rows: Sequence[tuple]) -> None:
+    """Replace the evaluations of ``run_id`` by ``rows`` (inside the caller's transaction)."""
+    conn.execute("DELETE FROM evaluations WHERE run_id = ?", (run_id,))
+    conn.executemany("INSERT INTO evaluations (run_id, step, epoch, top1, ps, data) VALUES (?, ?, ?, ?, ?, ?)", rows)
 
 
 _CORRUPT_WORDS = ("malformed", "not a database", "corrupt", "encrypted", "disk image")
@@ -445,6 +490,21 @@ class ResultsStore:
             if int(row[0]) > SCHEMA_VERSION:
                 raise StoreError(f"results store {self.path} has schema version {row[0]}, newer than this "
                                  f"lossnet's ({SCHEMA_VERSION}): upgrade lossnet.")
+            if int(row[0]) < 2:
+                self._move_evaluations(conn)
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+
+    @staticmethod
+    def _move_evaluations(conn: sqlite3.Connection) -> None:
+        """Upgrade a version-1 store: evaluations kept inside finished runs' metrics JSON become rows
+        (in the caller's transaction, so the upgrade happens whole or not at all)."""
+        for rid, text in conn.execute("SELECT id, metrics FROM runs WHERE metrics LIKE ?",
+                                      (f'%"{EVALUATIONS_KEY}"%',)).fetchall():
+            metrics = _loads(text)
+            if not isinstance(metrics, dict) or EVALUATIONS_KEY not in metrics:
+                continue
+            _write_evaluations(conn, rid, evaluation_rows(rid, metrics.pop(EVALUATIONS_KEY)))
+            conn.execute("UPDATE runs SET metrics = ? WHERE id = ?", (_dumps(metrics), rid))
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -559,7 +619,8 @@ class ResultsStore:
             return conn.total_changes - before
 
     @_guarded
-    def _close_claim(self, claim: Claim, status: str, event: str, values: Mapping[str, Any]) -> bool:
+    def _close_claim(self, claim: Claim, status: str, event: str, values: Mapping[str, Any],
+                     evaluations: Sequence[tuple] | None = None) -> bool:
         now = time.time()
         sets = ", ".join(f"{k} = ?" for k in values)
         with self.transaction() as conn:
@@ -568,16 +629,25 @@ class ResultsStore:
                 "WHERE id = ? AND claim = ? AND status = 'running'",
                 (status, *values.values(), now, now, claim.run_id, claim.token))
             ok = cur.rowcount == 1
+            if ok and evaluations is not None:
+                _write_evaluations(conn, claim.run_id, evaluations)
             self._event(conn, claim.run_id, event if ok else "discarded", claim.worker, claim.attempt,
                         None if ok else f"{event} after the claim was lost")
         return ok
 
     def finish(self, claim: Claim, metrics: Mapping[str, Any], environment: Mapping[str, Any] | None = None,
                seconds: float | None = None) -> bool:
-        """Record a finished run; False (nothing written) when ``claim`` no longer holds the run."""
+        """Record a finished run; False (nothing written) when ``claim`` no longer holds the run.
+
+        ``metrics["evaluations"]`` (one dict per evaluated checkpoint, each with its ``step``)
+        become rows of the evaluations table in the same transaction (all or nothing, also
+        under ``kill -9``) and are left out of the metrics JSON.
+        """
+        metrics = dict(metrics)
+        rows = evaluation_rows(claim.run_id, metrics.pop(EVALUATIONS_KEY)) if EVALUATIONS_KEY in metrics else None
         return self._close_claim(claim, "finished", "finished", {
             "metrics": _dumps(metrics), "environment": _dumps(environment), "seconds": seconds,
-            "error": None, "traceback": None})
+            "error": None, "traceback": None}, rows)
 
     def fail(self, claim: Claim, error: str, traceback: str | None = None,
              environment: Mapping[str, Any] | None = None, seconds: float | None = None) -> bool:
@@ -595,6 +665,53 @@ class ResultsStore:
             if ok:
                 self._event(conn, claim.run_id, "released", claim.worker, claim.attempt, reason)
         return ok
+
+    @_guarded
+    def record_evaluations(self, run_id: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Replace the evaluation rows of ``run_id`` by ``rows`` in one transaction (idempotent:
+        writing the same rows again leaves the same table); returns how many rows it holds.
+
+        Example:
+            >>> import tempfile, os
+            >>> with tempfile.TemporaryDirectory() as d, ResultsStore(os.path.join(d, "r.sqlite")) as store:
+            ...     _ = store.add_runs([{"id": "r1", "task": "noop", "distance": "l2", "seed": 0}])
+            ...     store.record_evaluations("r1", [{"step": 0, "top1": 5.0}, {"step": 10, "top1": 9.0}])
+            ...     [e["top1"] for e in store.evaluations(["r1"])["r1"]]
+            2
+            [5.0, 9.0]
+        """
+        prepared = evaluation_rows(run_id, list(rows))
+        with self.transaction() as conn:
+            if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+                raise StoreError(f"no run {run_id!r} in the results store {str(self.path)!r}: add it (add_runs) "
+                                 "before recording its evaluations.")
+            _write_evaluations(conn, run_id, prepared)
+        return len(prepared)
+
+    @_guarded
+    def evaluations(self, run_ids: Sequence[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+        """``{run id: [evaluation, ...]}`` (each the dict the task recorded, by step), for
+        ``run_ids`` (ids without evaluations are left out) or for every run."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        if run_ids is None:
+            chunks: list[list[str] | None] = [None]
+        else:
+            ids = list(dict.fromkeys(run_ids))
+            chunks = [ids[i:i + 500] for i in range(0, len(ids), 500)]
+        for chunk in chunks:
+            if chunk is None:
+                rows = self.conn.execute("SELECT run_id, data FROM evaluations ORDER BY run_id, step")
+            else:
+                rows = self.conn.execute(f"SELECT run_id, data FROM evaluations WHERE run_id IN "
+                                         f"({','.join('?' * len(chunk))}) ORDER BY run_id, step", chunk)
+            for rid, data in rows:
+                out.setdefault(rid, []).append(_loads(data))
+        return out
+
+    @_guarded
+    def evaluation_count(self) -> int:
+        """How many evaluation rows the store holds."""
+        return int(self.conn.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0])
 
     # -- reading --
 
@@ -694,10 +811,13 @@ class ResultsStore:
     @_guarded
     def export_rows(self, run_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """One flat dict per run: the base columns, ``threads`` and ``weights_sha256`` (from the
-        config), every scalar metric as ``metrics.<path>``, and the ``config``/``metrics``/
-        ``environment`` JSON texts (lossless)."""
+        config), every scalar metric as ``metrics.<path>``, the ``config``/``metrics``/
+        ``environment`` JSON texts (lossless) and, for runs with evaluation rows, ``evaluations``
+        (a JSON list of them, by step)."""
         rows = []
-        for rec in self.records(run_ids):
+        records = self.records(run_ids)
+        evaluations = self.evaluations([r.id for r in records]) if records else {}
+        for rec in records:
             row: dict[str, Any] = {c: getattr(rec, c) for c in BASE_COLUMNS}
             row["points"] = "+".join(rec.points) if rec.points else None
             for c in CONFIG_COLUMNS:
@@ -706,6 +826,8 @@ class ResultsStore:
                 value = getattr(rec, c)
                 row[c] = None if value is None else json.dumps(value)
             row.update(_flatten(rec.metrics or {}, "metrics."))
+            if rec.id in evaluations:  # the run's rows of the evaluations table, as one JSON list
+                row[EVALUATIONS_KEY] = json.dumps(evaluations[rec.id])
             rows.append(row)
         return rows
 
@@ -869,5 +991,5 @@ def _column_type(name: str, values: list[Any]) -> str:
     return "string"
 
 
-__all__ = ["Claim", "DEFAULT_STALE_AFTER", "EXPORT_HEADER", "HEARTBEAT_INTERVAL", "PARQUET_EXPORT_KEY", "ResultsStore",
-           "RunRecord", "STATUSES", "StoreError", "is_export", "process_alive", "same_file", "process_start_time"]
+__all__ = ["Claim", "DEFAULT_STALE_AFTER", "EVALUATIONS_KEY", "EXPORT_HEADER", "HEARTBEAT_INTERVAL", "PARQUET_EXPORT_KEY", "ResultsStore",
+           "RunRecord", "STATUSES", "StoreError", "evaluation_rows", "is_export", "process_alive", "same_file", "process_start_time"]

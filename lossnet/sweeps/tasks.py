@@ -9,6 +9,11 @@ adapters, so importing this registry is cheap (the spec parser and every worker 
 Built in: ``similarity`` (BAPPS 2AFC Perceptual Score, builtin or a BAPPS folder),
 ``autoencoder``, ``superres``, ``segmentation`` (the training tasks of Pihlgren et al.) and
 ``noop`` (returns at once; for measuring scheduling overhead and smoke-testing a cluster).
+
+A task may also score several runs from ONE pass (:class:`SharedPass`): ``similarity`` runs
+that differ only in extraction points and distance (same network, weights, data, input size,
+device, seed) are scored together from one forward pass per batch, every point and distance
+at once, and each run still gets exactly the metrics it gets alone.
 More tasks are added with :func:`register_task`; a spec's ``imports = ["my.module"]`` makes
 every worker import modules that register theirs.
 
@@ -24,15 +29,17 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import LossnetError
 from ..utils.devices import select_device
 
 AdapterFn = Callable[[Mapping[str, Any], Path], dict]
+SharedFn = Callable[[Sequence[Mapping[str, Any]], Sequence["Path | None"]], list]
 
 # Settings that never change a run's results: left out of the run id.
 NON_RESULT_SETTINGS = frozenset({"device", "num_workers", "progress", "resources"})
@@ -40,6 +47,26 @@ NON_RESULT_SETTINGS = frozenset({"device", "num_workers", "progress", "resources
 
 class TaskError(LossnetError):
     """A task cannot be run (missing entry point, bad settings)."""
+
+
+@dataclass(frozen=True)
+class SharedPass:
+    """How runs of one task are computed together from one pass over the data.
+
+    Attributes:
+        key: ``key(run_config) -> str | None``: runs with the same key (within a task, thread
+            count and resources) are computed together; None: this run is never shared.
+        fn: ``fn(run_configs, work_dirs) -> [metrics of each run, in order]``: the same metrics
+            each run's own adapter call returns.
+
+    Example:
+        >>> shared = SharedPass(lambda run: "all", lambda runs, dirs: [{"score": r["seed"]} for r in runs])
+        >>> shared.fn([{"seed": 1}, {"seed": 2}], [None, None])
+        [{'score': 1}, {'score': 2}]
+    """
+
+    key: Callable[[Mapping[str, Any]], "str | None"]
+    fn: SharedFn
 
 
 @dataclass
@@ -54,6 +81,7 @@ class TaskAdapter:
         higher_is_better: the direction of ``headline``.
         network: False for tasks that ignore the loss network (``noop``).
         description: one line for listings.
+        shared: how several runs are computed from one pass (None: each run alone).
     """
 
     name: str
@@ -63,6 +91,7 @@ class TaskAdapter:
     higher_is_better: bool = True
     network: bool = True
     description: str = ""
+    shared: SharedPass | None = None
 
     def __call__(self, run_config: Mapping[str, Any], work_dir: Path | None) -> dict:
         return self.fn(run_config, work_dir)
@@ -74,13 +103,14 @@ ALIASES = {"autoencoding": "autoencoder", "super-resolution": "superres", "super
 
 
 def register_task(name: str, fn: AdapterFn, defaults: Mapping[str, Any] | None = None, headline: str = "score",
-                  higher_is_better: bool = True, network: bool = True, description: str = "") -> TaskAdapter:
+                  higher_is_better: bool = True, network: bool = True, description: str = "",
+                  shared: SharedPass | None = None) -> TaskAdapter:
     """Add (or replace) a task in the registry and return its :class:`TaskAdapter`.
 
     Example:
         >>> _ = register_task("const", lambda run, wd: {"score": 1.0}, defaults={"sleep": 0.0})
     """
-    adapter = TaskAdapter(name, fn, dict(defaults or {}), headline, higher_is_better, network, description)
+    adapter = TaskAdapter(name, fn, dict(defaults or {}), headline, higher_is_better, network, description, shared)
     TASKS[name] = adapter
     return adapter
 
@@ -131,34 +161,113 @@ def _noop(run: Mapping[str, Any], work_dir: Path | None) -> dict:
     return {"score": float(run.get("seed", 0))}
 
 
-def _similarity(run: Mapping[str, Any], work_dir: Path | None) -> dict:
-    """2AFC Perceptual Score on the built-in set or a BAPPS folder: PS per subset, mean, layer-wise."""
+def _similarity_sets(s: Mapping[str, Any]) -> Any:
+    """The 2AFC data a similarity run's settings name (the built-in set or a BAPPS folder)."""
     from ..data import load_2afc
-    from ..loss.factory import create_metric
-    from ..scoring import score_2afc
 
-    s = run.get("settings", {})
     data = str(s.get("data", "builtin"))
     subsets = s.get("subsets") or None
     if data == "builtin":
         sets = _builtin_sets(int(s.get("n_per_subset", 500)), int(s.get("data_seed", 0)), int(s.get("size", 64)))
         if subsets:
             sets = {k: v for k, v in sets.items() if k in subsets}
-    else:
-        sets = load_2afc(Path(data).expanduser(), split=str(s.get("split", "val")), subsets=subsets,
-                         size=int(s.get("size", 64)))
+        return sets
+    return load_2afc(Path(data).expanduser(), split=str(s.get("split", "val")), subsets=subsets,
+                     size=int(s.get("size", 64)))
+
+
+def _similarity_metric(run: Mapping[str, Any], points: Sequence[str] | None, distance: str) -> Any:
+    from ..loss.factory import create_metric
+
+    s = run.get("settings", {})
     if run.get("arch") is None:
-        metric = create_metric(None, distance=run["distance"])
-    else:
-        metric = create_metric(run["arch"], layers=list(run["points"]), distance=run["distance"],
-                               weights=run.get("weights") or "imagenet", input_norm=s.get("input_norm", "auto"),
-                               lin=s.get("lin"), seed=int(run.get("seed", 0)))
-    result = score_2afc(metric, sets, batch_size=int(s.get("batch_size", 50)), bootstrap=int(s.get("bootstrap", 1000)),
-                        seed=int(run.get("seed", 0)), progress=False, device=select_device(s.get("device", "auto")))
-    d = result.to_dict()
+        return create_metric(None, distance=distance)
+    return create_metric(run["arch"], layers=list(points or ()), distance=distance,
+                         weights=run.get("weights") or "imagenet", input_norm=s.get("input_norm", "auto"),
+                         lin=s.get("lin"), seed=int(run.get("seed", 0)))
+
+
+def _similarity_metrics(d: Mapping[str, Any]) -> dict:
     return {"mean": d["mean"], "mean_ci_low": d.get("mean_ci_low"), "mean_ci_high": d.get("mean_ci_high"),
             "subsets": d["subsets"], "layers": d["layers"], "layer_means": d.get("layer_means", {}),
             "n": d["n"], "synthetic": d["synthetic"], "distance": d["distance"], "seconds": d["seconds"]}
+
+
+def _similarity(run: Mapping[str, Any], work_dir: Path | None) -> dict:
+    """2AFC Perceptual Score on the built-in set or a BAPPS folder: PS per subset, mean, layer-wise."""
+    from ..scoring import score_2afc
+
+    s = run.get("settings", {})
+    sets = _similarity_sets(s)
+    metric = _similarity_metric(run, run.get("points"), run["distance"])
+    result = score_2afc(metric, sets, batch_size=int(s.get("batch_size", 50)), bootstrap=int(s.get("bootstrap", 1000)),
+                        seed=int(run.get("seed", 0)), progress=False, device=select_device(s.get("device", "auto")))
+    return _similarity_metrics(result.to_dict())
+
+
+def _similarity_share_key(run: Mapping[str, Any]) -> str | None:
+    """Runs that see the same features: same network, weights (and their file's contents), seed
+    (random weights), data, input size, device and every other setting; they differ only in
+    points and distance. Runs with lin weights are not shared (lin applies to one distance
+    and its own points)."""
+    s = run.get("settings", {})
+    if s.get("lin") is not None:
+        return None
+    return json.dumps({"arch": run.get("arch"), "weights": run.get("weights"),
+                       "weights_sha256": run.get("weights_sha256"), "seed": int(run.get("seed", 0)),
+                       "settings": dict(s)}, sort_keys=True, default=str)
+
+
+def _similarity_shared(runs: Sequence[Mapping[str, Any]], work_dirs: Sequence[Path | None]) -> list[dict]:
+    """Score every run of ``runs`` (one share key) from ONE 2AFC pass: the network extracts the
+    union of their points once per batch, the engine computes every distance they ask for, and
+    each run is summarised from its own points and distance. The combined distance of a run is
+    the sum of its points' distances in float32, in network order, as the engine sums it, so a
+    run's metrics equal those of the run alone exactly."""
+    import numpy as np
+    import torch
+
+    from ..scoring.datasets import check_positive_int
+    from ..scoring.engine import COMBINED
+    from ..scoring.twoafc import TripletDistances, run_2afc, summarize_2afc
+
+    first = runs[0]
+    s = first.get("settings", {})
+    bootstrap = int(s.get("bootstrap", 1000))
+    check_positive_int(bootstrap, "bootstrap", minimum=0)
+    distances = list(dict.fromkeys(str(r["distance"]) for r in runs))
+    points = list(dict.fromkeys(p for r in runs for p in (r.get("points") or ())))
+    sets = _similarity_sets(s)
+    metric = _similarity_metric(first, points, distances[0])
+    start = time.perf_counter()
+    triplets, engine, info = run_2afc(metric, sets, int(s.get("batch_size", 50)), distances, progress=False,
+                                      device=select_device(s.get("device", "auto")))
+    seconds = time.perf_counter() - start
+    depth = {p: i for i, p in enumerate(engine.points)}
+
+    def combined(per_point: Mapping[str, np.ndarray], pts: Sequence[str]) -> np.ndarray:
+        total = None
+        for p in pts:  # float32 sums in network order, exactly as DistanceEngine sums them
+            term = torch.from_numpy(per_point[p]).to(torch.float32)
+            total = term if total is None else total + term
+        return total.to(torch.float64).numpy()
+
+    out = []
+    for run in runs:
+        d = str(run["distance"])
+        if run.get("arch") is None:
+            d0, d1 = {COMBINED: triplets.d0[d][COMBINED]}, {COMBINED: triplets.d1[d][COMBINED]}
+        else:
+            pts = sorted(run["points"], key=depth.__getitem__)
+            d0 = {p: triplets.d0[d][p] for p in pts}
+            d1 = {p: triplets.d1[d][p] for p in pts}
+            d0[COMBINED], d1[COMBINED] = combined(d0, pts), combined(d1, pts)
+        view = TripletDistances(subsets=triplets.subsets, subset_index=triplets.subset_index,
+                                judges=triplets.judges, d0={d: d0}, d1={d: d1})
+        summary = summarize_2afc(view, d, bootstrap, int(run.get("seed", 0)))
+        out.append(_similarity_metrics({**summary, "n": info["n"], "synthetic": info["synthetic"], "distance": d,
+                                        "seconds": seconds}))
+    return out
 
 
 # The built-in set renders its patches on access; a sweep scores the same set many times, so
@@ -248,7 +357,8 @@ register_task("similarity", _similarity,
               defaults={"data": "builtin", "n_per_subset": 500, "data_seed": 0, "split": "val", "subsets": [],
                         "size": 64, "batch_size": 50, "bootstrap": 1000, "input_norm": "auto", "lin": None,
                         "device": "auto"},
-              headline="mean", description="2AFC Perceptual Score (BAPPS or the built-in synthetic set)")
+              headline="mean", description="2AFC Perceptual Score (BAPPS or the built-in synthetic set)",
+              shared=SharedPass(_similarity_share_key, _similarity_shared))
 register_task("autoencoder", _training("autoencoder"), defaults={**_TRAIN_DEFAULTS, "dataset": "auto"},
               headline="accuracy", description="VAE + MLP probes: probe accuracy")
 register_task("superres", _training("superres"), defaults={**_TRAIN_DEFAULTS, "eval_dirs": [], "scale": 0},
@@ -256,5 +366,5 @@ register_task("superres", _training("superres"), defaults={**_TRAIN_DEFAULTS, "e
 register_task("segmentation", _training("segmentation"), defaults=dict(_TRAIN_DEFAULTS),
               headline="quality", description="road segmentation: completeness, correctness, quality")
 
-__all__ = ["ALIASES", "NON_RESULT_SETTINGS", "TASKS", "TaskAdapter", "TaskError", "canonical_task", "get_task",
+__all__ = ["ALIASES", "NON_RESULT_SETTINGS", "TASKS", "SharedPass", "TaskAdapter", "TaskError", "canonical_task", "get_task",
            "import_plugins", "register_task"]

@@ -19,6 +19,9 @@ on the CPU the resumed run ends bit-identical to an uninterrupted one. The data 
 the augmentation of every image are functions of the seed (:func:`lossnet.tasks.trainer.epoch_keys`
 and one integer seed per image), evaluation never draws from the global RNG.
 
+Several processes (``torchrun --nproc_per_node N -m lossnet train classifier ...``) train ONE run
+data-parallel with the same global batch; see :func:`train_classifier`.
+
 Configs (``--config``; every field can be overridden with ``--set key=value``):
 
 - ``kumar-resnet``: batch 1024, SGD momentum 0.9, lr 0.1, weight decay 1e-4, step decay
@@ -41,11 +44,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -54,17 +59,17 @@ from torch import nn
 from ..data.imagenet64 import (
     ClassificationItems,
     ImageArrays,
+    Normalizer,
     augment_batch,
     class_subset,
     collate_batch,
     load_imagenet64,
-    normalize,
     restrict_classes,
 )
 from ..errors import LossnetError
 from ..networks import classifiers as nets
 from ..utils.devices import select_device
-from ..utils.jsonio import atomic_torch_save, read_json, write_json
+from ..utils.jsonio import atomic_torch_save, clean_json, read_json, write_json
 from .classifier_eval import (
     accuracy,
     best_by,
@@ -83,7 +88,13 @@ from .classifier_schedules import (
 from .config import TrainConfig, TrainingError
 from .run import RunOptions
 from .rundir import RunDir
-from .trainer import Precision, Trainer, rng_state, seed_everything, set_rng_state
+from .trainer import (
+    Precision,
+    Trainer,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 
 IMAGENET_TRAIN = 1_281_167  # images in the ImageNet-1k train split (ImageNet 64x64 has the same)
 EVAL_DIR = "evals"
@@ -91,6 +102,8 @@ CKPT_DIR = "ckpt"
 DATA_PREFIX = "imagenet64:"
 # TrainConfig fields that mean nothing here: setting one is an error, not silently ignored.
 UNUSED_FIELDS = ("epochs", "max_steps", "patience")
+# How long the ranks of a data-parallel run wait in a collective (rank 0 evaluates meanwhile).
+DDP_TIMEOUT = timedelta(hours=2)
 
 
 def _epochs(n: float, batch: int) -> int:
@@ -130,6 +143,9 @@ class ClassifierConfig(TrainConfig):
             spatial-frequency analysis (empty: off).
         builtin_train / builtin_val: built-in patches per class; ``data_seed`` their seed.
         channels_last: channels-last memory format on CUDA.
+        sync_bn: in a data-parallel run on CUDA, BatchNorm with the statistics of the whole global
+            batch (``torch.nn.SyncBatchNorm``); off, each rank normalises with its own share's statistics
+            (DDP's default; the running statistics kept are rank 0's). One process: BN always sees the whole batch.
     """
 
     train_steps: int = 240
@@ -174,6 +190,7 @@ class ClassifierConfig(TrainConfig):
     builtin_val: int = 40
     data_seed: int = 0
     channels_last: bool = True
+    sync_bn: bool = False
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "mini": dict(batch_size=64, lr=0.1, train_steps=240, optimizer="sgd", momentum=0.9, weight_decay=5e-4,
@@ -285,41 +302,233 @@ def load_classification_data(data: DataArg, cfg: ClassifierConfig, progress: boo
 
 
 # --------------------------------------------------------------------------------------------
+# Data parallel (torch.distributed)
+
+
+@dataclass(frozen=True)
+class DataParallel:
+    """Where this process stands in a data-parallel run: ``rank`` of ``world_size`` processes,
+    ``local_rank`` on its machine. ``world_size == 1`` is the ordinary single-process run (no
+    process group, no collective is ever called).
+
+    Example:
+        >>> DataParallel.from_env({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"})
+        DataParallel(rank=1, world_size=2, local_rank=1)
+        >>> DataParallel.from_env({}).is_main
+        True
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "DataParallel":
+        """From the ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` variables that ``torchrun`` sets."""
+        env = os.environ if env is None else env
+        try:
+            world = int(env.get("WORLD_SIZE", "1"))
+            rank = int(env.get("RANK", "0"))
+            local = int(env.get("LOCAL_RANK", str(rank)))
+        except ValueError as exc:
+            raise LossnetError(f"RANK / WORLD_SIZE / LOCAL_RANK must be integers ({exc}): launch the run with "
+                               "torchrun, which sets them.") from None
+        if world < 1 or not 0 <= rank < world or local < 0:
+            raise LossnetError(f"inconsistent torch.distributed environment: RANK={rank}, WORLD_SIZE={world}, "
+                               f"LOCAL_RANK={local}; launch the run with torchrun.")
+        return cls(rank, world, local)
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def local_batch(self, global_batch: int) -> int:
+        """This rank's share of every global batch (a clear error when it does not divide)."""
+        if global_batch % self.world_size:
+            w = self.world_size
+            near = global_batch - global_batch % w or w
+            raise LossnetError(f"batch_size {global_batch} (the GLOBAL batch) does not divide among {w} processes: "
+                               f"use a multiple of {w} (e.g. --set batch_size={near}) or another number of processes.")
+        return global_batch // self.world_size
+
+    def shard(self, keys: Sequence, global_batch: int, drop_last: bool) -> list[list]:
+        """The global batches of ``keys`` (consecutive runs of ``global_batch``), each cut to this rank's
+        contiguous share: rank ``r`` takes items ``r * b .. (r + 1) * b - 1`` of every batch.
+
+        Example:
+            >>> DataParallel(1, 2).shard(list(range(10)), 4, drop_last=True)
+            [[2, 3], [6, 7]]
+        """
+        b = self.local_batch(global_batch)
+        end = len(keys) - len(keys) % global_batch if drop_last else len(keys)
+        return [list(keys[i + self.rank * b:i + (self.rank + 1) * b]) for i in range(0, end, global_batch)]
+
+    # -- collectives (no-ops for one process) ------------------------------------------------
+    def barrier(self) -> None:
+        if self.enabled:
+            torch.distributed.barrier()
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank."""
+        if not self.enabled:
+            return obj
+        box = [obj]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, obj: Any) -> list | None:
+        """Every rank's ``obj`` on rank 0 (None on the others)."""
+        if not self.enabled:
+            return [obj]
+        out = [None] * self.world_size if self.is_main else None
+        torch.distributed.gather_object(obj, out, dst=0)
+        return out
+
+    def mean(self, values: torch.Tensor) -> torch.Tensor:
+        """The element-wise mean of ``values`` over the ranks (``values`` itself for one process)."""
+        if not self.enabled:
+            return values
+        values = values.clone()
+        torch.distributed.all_reduce(values)
+        return values / self.world_size
+
+    def main_first(self, fn: Any) -> Any:
+        """Run ``fn()`` on rank 0 only and return its result on every rank; an error it raises is
+        raised on every rank (so the other ranks never wait for a rank 0 that has failed)."""
+        if not self.enabled:
+            return fn()
+        error: BaseException | None = None
+        outcome: tuple[bool, Any] = (True, None)
+        if self.is_main:
+            try:
+                outcome = (True, fn())
+            except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank
+                error, outcome = exc, (False, f"{type(exc).__name__}: {exc}")
+        ok, value = self.broadcast(outcome)
+        if error is not None:
+            raise error
+        if not ok:
+            raise TrainingError(f"rank 0 failed: {value}")
+        return value
+
+
+def start_data_parallel(dp: DataParallel, device: torch.device) -> bool:
+    """Join the process group of a ``torchrun`` launch (NCCL on CUDA, gloo on the CPU); returns whether
+    this call created it (and so must destroy it). A group that already exists (e.g. made by an
+    executor) is used as it is."""
+    dist = torch.distributed
+    if not dp.enabled:
+        return False
+    if not dist.is_available():
+        raise LossnetError("WORLD_SIZE > 1 but this torch build has no torch.distributed: run one process.")
+    if dist.is_initialized():
+        if dist.get_world_size() != dp.world_size or dist.get_rank() != dp.rank:
+            raise LossnetError(f"the existing process group (rank {dist.get_rank()} of {dist.get_world_size()}) "
+                               f"disagrees with RANK={dp.rank}, WORLD_SIZE={dp.world_size}.")
+        return False
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    # an evaluation runs on rank 0 while the other ranks wait in the next step's collective
+    dist.init_process_group(backend=backend, timeout=DDP_TIMEOUT,
+                            **({"device_id": device} if device.type == "cuda" else {}))
+    return True
+
+
+def data_parallel_device(dp: DataParallel, device: torch.device, asked: str) -> torch.device:
+    """The device of this rank: ``cuda:LOCAL_RANK`` for a CUDA run of several processes."""
+    if not dp.enabled or device.type != "cuda":
+        if dp.enabled and device.type == "mps":
+            raise LossnetError("data parallel needs CUDA (NCCL) or the CPU (gloo), not MPS: pass --device cpu.")
+        return device
+    if ":" in str(asked):
+        raise LossnetError(f"--device {asked} with {dp.world_size} processes: each process uses cuda:LOCAL_RANK; "
+                           "pass --device cuda (or auto) and choose the GPUs with CUDA_VISIBLE_DEVICES.")
+    if dp.local_rank >= torch.cuda.device_count():
+        raise LossnetError(f"LOCAL_RANK {dp.local_rank} but only {torch.cuda.device_count()} CUDA device(s) here: "
+                           "start at most one process per GPU (torchrun --nproc_per_node).")
+    return torch.device("cuda", dp.local_rank)
+
+
+class FollowerRunDir(RunDir):
+    """The run folder as ranks > 0 see it: they read the checkpoint rank 0 wrote and write nothing."""
+
+    def __init__(self, path: str | os.PathLike, run_config: Mapping[str, Any]) -> None:  # noqa: D107
+        self.path = Path(path)
+        self.config = clean_json(run_config)
+
+    def save_checkpoint(self, state: Mapping[str, Any]) -> None:
+        raise TrainingError("only rank 0 writes the checkpoint of a data-parallel run.")
+
+    def write_metrics(self, metrics: Mapping[str, Any]) -> None:
+        raise TrainingError("only rank 0 writes the metrics of a data-parallel run.")
+
+
+# --------------------------------------------------------------------------------------------
 # The trainer
 
 
 class ClassifierTrainer(Trainer):
     """:class:`~lossnet.tasks.trainer.Trainer` with the study's optimiser, learning-rate schedule,
-    EMA and evaluation steps. The Trainer's loop, checkpoints and RNG handling are unchanged;
-    this class sets the learning rate of every update, updates the EMA after it, fetches a
-    batch at a time, and evaluates the weights of each evaluation step before the next update
-    (the final weights after :meth:`fit`)."""
+    EMA, evaluation steps and data parallelism. Checkpoints, their schedule and the RNG handling
+    are the Trainer's; this class sets the learning rate of every update, updates the EMA after
+    it, fetches a batch at a time, and evaluates the weights of each evaluation step before the
+    next update (the final weights after :meth:`fit`).
+
+    The losses are read in blocks as in every Trainer (also before each evaluation), averaged
+    over the ranks.
+
+    With ``dp.world_size > 1`` the model runs wrapped in ``DistributedDataParallel``
+    (``train_model``); ``model`` stays the plain module that checkpoints, the EMA and the
+    evaluations see. Every rank takes its share of each global batch; rank 0 alone evaluates and
+    writes, and a checkpoint holds the RNG states of all ranks.
+    """
 
     def __init__(self, *args: Any, lr_of: Any, ema: nn.Module | None, evaluate: Any, eval_at: set[int],
-                 **kwargs: Any) -> None:
+                 dp: DataParallel | None = None, train_model: nn.Module | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lr_of = lr_of
         self.ema = ema
         self.evaluate = evaluate
         self.eval_at = eval_at
+        self.dp = dp or DataParallel()
+        self.train_model = train_model if train_model is not None else self.model
+        if self.dp.enabled and not self.drop_last:
+            raise LossnetError(f"the training set has {len(self.dataset)} items, fewer than one global batch of "
+                               f"{self.cfg.batch_size}: a data-parallel run needs full batches; lower batch_size.")
+        self.dp.local_batch(self.cfg.batch_size)
+        self.progress = self.progress and self.dp.is_main
+        self._lr: float | None = None  # the learning rate set in the optimiser (set again only when it changes)
 
     def _loader(self, keys):
         g = torch.Generator().manual_seed(self.seed * 31 + self.epoch)
         return torch.utils.data.DataLoader(
-            self.dataset, batch_size=self.cfg.batch_size, sampler=keys, drop_last=self.drop_last,
+            self.dataset, batch_sampler=self.dp.shard(keys, self.cfg.batch_size, self.drop_last),
             num_workers=self.cfg.num_workers, generator=g, pin_memory=self.device.type == "cuda",
             collate_fn=collate_batch, persistent_workers=False)
 
-    def _train_step(self, batch: Any) -> float:
+    def _train_step(self, batch: Any) -> torch.Tensor:
         if self.step in self.eval_at:
-            self.evaluate(self.step)
+            self.read_losses()
+            if self.dp.is_main:
+                self.evaluate(self.step)
+            self.model.train()
         lr = self.lr_of(self.step)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        if lr != self._lr:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            self._lr = lr
         loss = super()._train_step(batch)
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         return loss
+
+    def _mean_over_processes(self, losses: torch.Tensor) -> torch.Tensor:
+        return self.dp.mean(losses)
 
     def eval_model(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.model
@@ -331,11 +540,29 @@ class ClassifierTrainer(Trainer):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
+        self._lr = None
         if self.ema is not None:
             if not state.get("ema"):
                 raise TrainingError(f"the checkpoint in {self.run_dir.path} has no EMA weights but the config asks "
                                     "for ema_decay > 0: pass --restart.")
             self.ema.load_state_dict(state["ema"])
+        if self.dp.enabled:
+            ranks = state.get("rng_ranks") or []
+            if len(ranks) != self.dp.world_size:
+                raise TrainingError(f"the checkpoint in {self.run_dir.path} was written by {len(ranks) or 1} "
+                                    f"process(es), now {self.dp.world_size}: resume with the same number of "
+                                    "processes, or pass --restart.")
+            set_rng_state(ranks[self.dp.rank])
+
+    def save(self) -> None:
+        self.read_losses()
+        rngs = self.dp.gather(rng_state()) if self.dp.enabled else None
+        if not self.dp.is_main:
+            return
+        state = self.state_dict()
+        if rngs is not None:
+            state["rng_ranks"] = rngs
+        self.run_dir.save_checkpoint(state)
 
 
 def _ema_model(model: nn.Module, decay: float) -> nn.Module:
@@ -351,12 +578,13 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, label_smooth
 
 def make_step_fn(cfg: ClassifierConfig, mean, std, channels_last: bool):
     """``step_fn(model, batch) -> loss``: augment the uint8 batch on its device, normalise, classify."""
+    norm = Normalizer(mean, std)
+    scale = (cfg.crop_min_scale, 1.0)
 
     def step_fn(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         images = augment_batch(batch["images"], batch["seeds"], crop=cfg.crop, flip=cfg.flip,
-                               padding=cfg.crop_padding, scale=(cfg.crop_min_scale, 1.0),
-                               center_fraction=cfg.center_fraction)
-        x = normalize(images, mean, std)
+                               padding=cfg.crop_padding, scale=scale, center_fraction=cfg.center_fraction)
+        x = norm(images)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return classification_loss(model(x), batch["labels"], cfg.label_smoothing)
@@ -430,6 +658,20 @@ def train_classifier(arch: str, config: str | ClassifierConfig = "mini", data: D
     """Train ``arch`` on ``data`` with ``config`` (a preset name or a :class:`ClassifierConfig`),
     evaluating along training; returns the metrics JSON (also in ``<out>/metrics.json``).
 
+    Data parallel: launched by ``torchrun`` (which sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``),
+    the run is ONE run over ``WORLD_SIZE`` processes (NCCL on CUDA, one GPU per process; gloo on
+    the CPU), wrapped in ``DistributedDataParallel``. ``batch_size`` stays the GLOBAL batch: every
+    rank takes its contiguous share of each global batch (``batch_size`` must divide by
+    ``WORLD_SIZE``), so the run follows the single-process one up to the order of float sums.
+    BatchNorm: each rank normalises with the statistics of its share (DDP's default; the kept
+    running statistics are rank 0's), or of the whole global batch with ``--set sync_bn=true``
+    (CUDA only). Dropout draws a stream per rank. Rank 0 alone evaluates and writes (checkpoints,
+    evaluations, metrics; atomically); every rank resumes from the same checkpoint, which holds
+    the RNG states of all ranks (resume with the same number of processes)::
+
+        torchrun --nproc_per_node 4 -m lossnet train classifier --arch kumar_resnet50
+            --data imagenet64:~/data/imagenet64 --config kumar-resnet --out runs/r50   # (one line)
+
     Example:
         >>> result = train_classifier("kumar_resnet6_w0.25", "mini", "builtin",
         ...                           RunOptions(out_dir="out/r6", device="cpu"))   # doctest: +SKIP
@@ -448,28 +690,59 @@ def train_classifier(arch: str, config: str | ClassifierConfig = "mini", data: D
     else:
         cfg, config_name = config.with_overrides(overrides), "custom"
     cfg.check()
-    device = select_device(opts.device)
+    dp = DataParallel.from_env()
+    dp.local_batch(cfg.batch_size)
+    device = data_parallel_device(dp, select_device(opts.device), opts.device)
+    if cfg.sync_bn and dp.enabled and device.type != "cuda":
+        raise LossnetError("sync_bn needs CUDA (torch's SyncBatchNorm has no CPU kernel): drop --set sync_bn=true "
+                           "on the CPU (each rank then normalises with the statistics of its own share).")
+    created_group = start_data_parallel(dp, device)
+    try:
+        return _train(arch, cfg, config_name, data, opts, dp, device)
+    finally:
+        if created_group:
+            torch.distributed.destroy_process_group()
+
+
+def _train(arch: str, cfg: ClassifierConfig, config_name: str, data: DataArg, opts: RunOptions, dp: DataParallel,
+           device: torch.device) -> dict[str, Any]:
     precision = Precision(device, opts.amp)
-    train, val, what = load_classification_data(data, cfg, progress=opts.progress)
+    main: dict[str, Any] = {}  # what rank 0 made first (a conversion of the data, the run folder)
+
+    def load(cfg: ClassifierConfig) -> tuple[ImageArrays, ImageArrays, str]:
+        # rank 0 first: the first load of a dataset may convert it into its fast form on disk
+        dp.main_first(lambda: main.__setitem__("data", load_classification_data(data, cfg, progress=opts.progress)))
+        return main.pop("data") if dp.is_main else load_classification_data(data, cfg, progress=False)
+
+    train, val, what = load(cfg)
     named = _named_classes(arch)
     if named is not None and not cfg.classes and named < train.num_classes:
         # kumar_resnet6_c100 on ImageNet: a seeded subset of 100 classes (class_seed)
         cfg = dataclasses.replace(cfg, classes=named)
-        train, val, what = load_classification_data(data, cfg, progress=opts.progress)
+        train, val, what = load(cfg)
     trained_arch = _arch_for_classes(arch, train.num_classes)
     # the Trainer counts epochs: enough of them to reach train_steps exactly
     steps_per_epoch = max(1, len(train) // cfg.batch_size)
     cfg = dataclasses.replace(cfg, epochs=math.ceil(cfg.train_steps / steps_per_epoch), max_steps=cfg.train_steps)
     run_cfg = {"task": "classifier", "arch": trained_arch, "config_name": config_name, "config": cfg.to_dict(),
                "data": data if isinstance(data, str) else what, "seed": opts.seed, "amp": opts.amp, "device": str(device)}
-    run_dir = RunDir(opts.out_dir, run_cfg, restart=opts.restart)
-    if opts.restart:
-        for sub in (EVAL_DIR, CKPT_DIR):
-            for f in (run_dir.path / sub).glob("*"):
-                f.unlink()
+    if dp.enabled:  # per-rank BatchNorm statistics and dropout streams depend on it
+        run_cfg["world_size"] = dp.world_size
+
+    def open_run_dir() -> None:
+        run_dir = main["run_dir"] = RunDir(opts.out_dir, run_cfg, restart=opts.restart)
+        if opts.restart:
+            for sub in (EVAL_DIR, CKPT_DIR):
+                for f in (run_dir.path / sub).glob("*"):
+                    f.unlink()
+
+    dp.main_first(open_run_dir)
+    run_dir = main["run_dir"] if dp.is_main else FollowerRunDir(opts.out_dir, run_cfg)
     seed_everything(opts.seed)
     model = nets.build_classifier(trained_arch, seed=opts.seed, dropout=None if cfg.dropout == -1.0 else cfg.dropout,
                                   bn_momentum=cfg.bn_momentum).to(device)
+    if cfg.sync_bn and dp.enabled:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     channels_last = bool(cfg.channels_last and device.type == "cuda")
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -477,6 +750,13 @@ def train_classifier(arch: str, config: str | ClassifierConfig = "mini", data: D
                                cfg.lr, cfg.momentum, cfg.nesterov, (cfg.beta1, cfg.beta2), cfg.optimizer_eps or None,
                                cfg.rmsprop_alpha)
     ema = _ema_model(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    train_model = model
+    if dp.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if dp.rank > 0:  # a dropout stream of its own (rank 0 keeps the single-process one)
+            torch.manual_seed((opts.seed * 1_000_003 + dp.rank) % 2**63)
 
     def lr_of(step: int) -> float:
         return learning_rate(step, cfg.lr, cfg.train_steps, cfg.schedule, cfg.warmup_steps, cfg.step_boundaries,
@@ -489,15 +769,20 @@ def train_classifier(arch: str, config: str | ClassifierConfig = "mini", data: D
     trainer = ClassifierTrainer(
         model, ClassificationItems(train), make_step_fn(cfg, spec.mean, spec.std, channels_last), cfg, run_dir,
         seed=opts.seed, device=device, precision=precision, progress=opts.progress, desc=f"train {trained_arch}",
-        optimizer=optimizer, lr_of=lr_of, ema=ema, evaluate=evaluator, eval_at=set(eval_at))
+        optimizer=optimizer, lr_of=lr_of, ema=ema, evaluate=evaluator, eval_at=set(eval_at), dp=dp,
+        train_model=train_model)
     ref["trainer"] = trainer
     summary = trainer.fit()
-    # the final step (and any step a finished run had not evaluated yet: only the last can be missing)
-    evaluator(trainer.step)
-    rows = [read_json(evaluator.path(s)) for s in eval_at if evaluator.path(s).is_file()]
-    result = _summarize(rows, cfg, summary, trained_arch, arch, what, device, precision, run_dir)
-    run_dir.write_metrics(result)
-    return result
+
+    def finish() -> dict[str, Any]:
+        # the final step (and any step a finished run had not evaluated yet: only the last can be missing)
+        evaluator(trainer.step)
+        rows = [read_json(evaluator.path(s)) for s in eval_at if evaluator.path(s).is_file()]
+        result = _summarize(rows, cfg, summary, trained_arch, arch, what, device, precision, run_dir)
+        run_dir.write_metrics(result)
+        return result
+
+    return dp.main_first(finish)
 
 
 def _named_classes(arch: str) -> int | None:

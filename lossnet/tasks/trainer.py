@@ -134,6 +134,9 @@ StepFn = Callable[[nn.Module, Any], torch.Tensor]
 class Trainer:
     """Trains ``model`` on ``dataset`` with Adam, resumably.
 
+    The step path never waits for the device: losses stay on it and are read in blocks of
+    :attr:`LOSS_READ_EVERY` steps, at epoch ends and before every checkpoint.
+
     ``step_fn(model, batch) -> loss`` computes the loss of one batch (already on the device,
     under autocast); ``val_fn(model) -> float`` (optional) is called at each epoch end for
     early stopping (the best weights are restored at the end when ``patience > 0``).
@@ -142,6 +145,8 @@ class Trainer:
         >>> trainer = Trainer(model, dataset, step_fn, cfg, run_dir, seed=0)  # doctest: +SKIP
         >>> summary = trainer.fit()  # doctest: +SKIP
     """
+
+    LOSS_READ_EVERY = 100
 
     def __init__(self, model: nn.Module, dataset: torch.utils.data.Dataset, step_fn: StepFn, config: TrainConfig,
                  run_dir: RunDir, seed: int = 0, device: torch.device | str = "cpu",
@@ -183,6 +188,8 @@ class Trainer:
         self.finished = False
         self.seconds = 0.0
         self.resumed_from: int | None = None
+        self.train_model = self.model  # what the steps run (a DistributedDataParallel wrapper, say)
+        self._losses: list[torch.Tensor] = []  # of the steps since the last read, on the device
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -222,6 +229,7 @@ class Trainer:
         self.resumed_from = self.step
 
     def save(self) -> None:
+        self.read_losses()
         self.run_dir.save_checkpoint(self.state_dict())
 
     # -- loop -------------------------------------------------------------------------------
@@ -234,14 +242,10 @@ class Trainer:
             num_workers=self.cfg.num_workers, generator=g, pin_memory=self.device.type == "cuda",
             persistent_workers=False)
 
-    def _train_step(self, batch: Any) -> float:
-        self.model.train()
+    def _train_step(self, batch: Any) -> torch.Tensor:
         batch = to_device(batch, self.device)
         with self.precision.autocast():
-            loss = self.step_fn(self.model, batch)
-        if not torch.isfinite(loss.detach()).all():
-            raise TrainingError(f"the loss became {float(loss)} at step {self.step + 1}: lower the learning rate "
-                                "(--set lr=...) or turn off --amp.")
+            loss = self.step_fn(self.train_model, batch)
         if self.precision.scaler is not None:
             self.precision.scaler.scale(loss).backward()
             self.precision.scaler.step(self.optimizer)
@@ -250,7 +254,28 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return float(loss.detach())
+        return loss.detach()
+
+    def _mean_over_processes(self, losses: torch.Tensor) -> torch.Tensor:
+        """The losses of a block of steps averaged over data-parallel processes (one process: as they are)."""
+        return losses
+
+    def read_losses(self) -> None:
+        """Book the losses of the steps since the last read: one device read per block of steps,
+        never a wait per step, and the same numbers as a per-step ``float(loss)``. A NaN/inf loss
+        is a clear error here, before anything is written (every checkpoint reads first)."""
+        if not self._losses:
+            return
+        first_step = self.step - len(self._losses) + 1
+        values = self._mean_over_processes(torch.stack(self._losses).float()).tolist()
+        self._losses.clear()
+        for i, loss in enumerate(values):
+            if not math.isfinite(loss):
+                raise TrainingError(f"the loss became {loss} at step {first_step + i}: lower the learning rate "
+                                    "(--set lr=...) or turn off --amp.")
+            self.epoch_loss_sum += loss
+            self.first_loss = loss if self.first_loss is None else self.first_loss
+            self.last_loss = loss
 
     def _end_epoch(self) -> bool:
         """Book-keeping at an epoch end; returns True when early stopping says stop."""
@@ -280,32 +305,33 @@ class Trainer:
             self.load_state_dict(state)
         if self.finished:
             return self.summary()
+        self.model.train()
         bar = progress_bar(self.total_steps, self.desc, self.progress, unit="step", initial=self.step)
+        every = self.cfg.checkpoint_every
         t0 = time.perf_counter()
         stop = False
         try:
             while not stop and self.epoch < self.cfg.epochs and self.step < self.total_steps:
-                keys = epoch_keys(len(self.dataset), self.seed, self.epoch)
-                keys = keys[self.position * self.cfg.batch_size:]
+                keys = epoch_keys(len(self.dataset), self.seed, self.epoch)[self.position * self.cfg.batch_size:]
                 for batch in self._loader(keys):
-                    loss = self._train_step(batch)
+                    loss = self._train_step(batch)  # (it may read the losses so far: append after it)
+                    self._losses.append(loss)
                     self.step += 1
                     self.position += 1
-                    self.epoch_loss_sum += loss
-                    self.first_loss = loss if self.first_loss is None else self.first_loss
-                    self.last_loss = loss
                     bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.4g}", epoch=self.epoch + 1)
-                    if self.step >= self.total_steps:
+                    if len(self._losses) >= self.LOSS_READ_EVERY:
+                        self.read_losses()
+                        bar.set_postfix(loss=f"{self.last_loss:.4g}", epoch=self.epoch + 1)
+                    if self.step >= self.total_steps or self.position >= self.steps_per_epoch:
                         break
-                    if self.position >= self.steps_per_epoch:
-                        break
-                    if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
+                    if every and self.step % every == 0:
                         self.seconds += time.perf_counter() - t0
                         t0 = time.perf_counter()
                         self.save()
                 if self.position >= self.steps_per_epoch or self.step >= self.total_steps:
+                    self.read_losses()
                     stop = self._end_epoch() or self.step >= self.total_steps
+                    self.model.train()  # the validation ran in eval mode
                     self.seconds += time.perf_counter() - t0
                     t0 = time.perf_counter()
                     if not stop and self.epoch < self.cfg.epochs:

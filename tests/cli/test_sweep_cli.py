@@ -189,3 +189,20 @@ def test_bad_executor_flags_are_clear_errors(tmp_path, capsys):
         out = capsys.readouterr()
         assert message in out.out + out.err, (argv, out)
     assert not db.exists()
+
+
+@pytest.mark.parametrize("flags, share", [([], True), (["--no-share"], False)])
+def test_no_share_reaches_the_runner(monkeypatch, tmp_path, flags, share):
+    from lossnet.cli.main import main
+    import lossnet.sweeps.runner as runner
+
+    seen = {}
+
+    def fake_run_sweep(spec, db, **kwargs):
+        seen.update(kwargs)
+        return {"spec": "mini", "db": str(db), "finished": 0, "failed": 0, "total": 0, "running": 0, "pending": 0,
+                "failures": []}
+
+    monkeypatch.setattr(runner, "run_sweep", fake_run_sweep)
+    main(["sweep", "run", "mini", "--db", str(tmp_path / "r.sqlite"), "--quiet", *flags])
+    assert seen["share"] is share

@@ -13,7 +13,8 @@ from lossnet.sweeps.spec import expand, load_spec
 from lossnet.sweeps.store import ResultsStore
 from lossnet.sweeps.tasks import TaskError, get_task
 
-KUMAR_SPECS = ("kumar-mini", "kumar-defaults", "kumar-width", "kumar-depth", "kumar-classes", "kumar-noskip")
+KUMAR_SPECS = ("kumar-mini", "kumar-defaults", "kumar-width", "kumar-depth", "kumar-classes", "kumar-noskip",
+               "kumar-weight-decay", "kumar-label-smoothing", "kumar-dropout", "kumar-crop", "kumar-train-steps")
 
 
 @pytest.fixture(autouse=True)
@@ -58,10 +59,12 @@ def test_tiny_sweep_stores_every_evaluation_and_resumes(tmp_path):
     assert summary["finished"] == 2 and summary["failed"] == 0
     with ResultsStore(db) as store:
         records = store.records()
+        evaluations = store.evaluations()
+        assert store.evaluation_count() == 6  # one row of the evaluations table per checkpoint evaluation
     for rec in records:
         m = rec.metrics
-        assert m["arch_trained"].endswith("_c14")
-        rows = m["evaluations"]
+        assert m["arch_trained"].endswith("_c14") and "evaluations" not in m
+        rows = evaluations[rec.id]
         assert [r["step"] for r in rows] == [0, 2, 6]
         assert all(list(r["ps"]) == ["mean_pool", "spatial", "style"] for r in rows)  # the run's distance first
         assert m["best_ps"] == max(r["ps"]["mean_pool"] for r in rows)

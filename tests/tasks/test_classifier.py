@@ -4,6 +4,7 @@ whose checkpoints load as loss networks."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -243,3 +244,25 @@ def test_crash_then_resume_is_bit_identical(tmp_path, monkeypatch):
     with pytest.raises(ConfigMismatchError, match="weight_decay"):
         T.train_classifier("kumar_resnet3_w0.125", "mini", data, opts(tmp_path / "b"), {**overrides,
                                                                                         "weight_decay": 0.1})
+
+
+def test_a_nan_loss_is_a_clear_error_before_anything_is_written(tmp_path):
+    # the losses are read in blocks (no device sync per step): a NaN must still stop the run with the
+    # step it appeared at, and no checkpoint or evaluation after it may be written
+    out = tmp_path / "run"
+    with pytest.raises(T.TrainingError, match=r"the loss became nan at step (\d+).*lower the learning rate") as err:
+        T.train_classifier("kumar_resnet2_w0.125", "mini", toy_arrays(), RunOptions(out_dir=out, device="cpu",
+                           progress=False), {**TINY, "lr": 1e30, "schedule": "constant", "warmup_steps": 0,
+                                             "checkpoint_every": 100, "eval_steps": [0, 12]})
+    bad_step = int(re.search(r"step (\d+)", str(err.value)).group(1))
+    assert 1 <= bad_step <= 12
+    assert not (out / "metrics.json").exists() and not (out / "evals" / "step-0000012.json").exists()
+    if (out / "checkpoint.pt").exists():  # only an epoch-end checkpoint before the NaN step, with finite weights
+        state = torch.load(out / "checkpoint.pt", weights_only=True)
+        assert state["step"] < bad_step
+        assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    if bad_step > 1:  # the steps before it were finite: the same run stopped just before trains cleanly
+        ok = T.train_classifier("kumar_resnet2_w0.125", "mini", toy_arrays(), RunOptions(
+            out_dir=tmp_path / "ok", device="cpu", progress=False), {**TINY, "lr": 1e30, "schedule": "constant",
+            "warmup_steps": 0, "checkpoint_every": 100, "eval_steps": [0], "train_steps": bad_step - 1})
+        assert math.isfinite(ok["train"]["last_loss"])

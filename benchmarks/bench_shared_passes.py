@@ -1,0 +1,172 @@
+#!/usr/bin/env python
+"""Sweeps share passes: one network at 4 points x 3 distances against one pass of its deepest
+point, and the ``mini`` grid shared against unshared (``share=False``, one pass per run).
+
+Run from the repo root::
+
+    python benchmarks/bench_shared_passes.py            # writes benchmarks/results/shared_passes.{json,md}
+    python benchmarks/bench_shared_passes.py --quick    # a smoke run (fewer triplets, mini's similarity
+                                                        # runs only, one repeat; same output files)
+
+1. vgg16 (random weights, 64x64, the built-in 2AFC set) at the points features.3, .8, .15 and
+   .22 (relu1_2 ... relu4_3) x the distances spatial, mean_pool and style: 12 runs. Timed as
+   whole in-process sweeps into fresh stores (claiming, recording and bootstrap included):
+   the 12 runs shared (ONE pass), the 12 runs unshared (12 passes), and the single run of the
+   deepest point with spatial (one pass of the deepest point). Goal: shared <= 1.3x the single run.
+2. The ``mini`` grid (``lossnet/sweeps/specs/mini.toml``) in-process into fresh stores, shared
+   against unshared. Its training runs (superres, autoencoder) are never grouped and cost the
+   same either way.
+
+Every ratio is a same-run ratio of interleaved repeats (median of the paired ratios).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(HERE.parent))
+
+from common import (  # noqa: E402
+    load_average,
+    machine_info,
+    machine_markdown,
+    markdown_table,
+    paired_ratios,
+    time_interleaved,
+    write_results,
+)
+
+from lossnet.sweeps.runner import run_sweep  # noqa: E402
+from lossnet.sweeps.spec import load_spec  # noqa: E402
+
+POINTS = ["features.3", "features.8", "features.15", "features.22"]
+DISTANCES = ["spatial", "mean_pool", "style"]
+
+
+def network_spec(points: list[str], distances: list[str], n_per_subset: int, bootstrap: int) -> dict:
+    return {"name": "shared-bench", "threads": 1,
+            "grid": {"architectures": ["vgg16"], "weights": ["random"], "points": points, "distances": distances,
+                     "tasks": ["similarity"], "seeds": [0]},
+            "tasks": {"similarity": {"data": "builtin", "n_per_subset": n_per_subset, "bootstrap": bootstrap,
+                                     "batch_size": 50, "size": 64, "device": "cpu"}}}
+
+
+def mini_spec(similarity_only: bool, overrides: list[str]):
+    spec = load_spec("mini", overrides)
+    if similarity_only:
+        spec = copy.deepcopy(spec)
+        spec.grids = [g for g in spec.grids if "similarity" in g.get("tasks", [])]
+    return spec
+
+
+class FreshSweep:
+    """A callable that runs ``spec`` into a fresh store each call and checks every run finished."""
+
+    counter = itertools.count()
+
+    def __init__(self, spec, tmp: Path, share: bool, name: str) -> None:
+        self.spec, self.tmp, self.share, self.name = spec, tmp, share, name
+        self.summary: dict | None = None
+
+    def __call__(self) -> dict:
+        db = self.tmp / f"{self.name}-{next(self.counter)}.sqlite"
+        summary = run_sweep(self.spec, db, progress=False, share=self.share)
+        if summary["finished"] != summary["total"]:
+            raise RuntimeError(f"{self.name}: {summary['finished']}/{summary['total']} finished: "
+                               f"{summary['failures'][:1]}")
+        self.summary = summary
+        return {"runs": summary["total"], "passes": summary["ran"]["passes"]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: fewer triplets, one repeat, "
+                        "mini's similarity runs only")
+    parser.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default 3; quick 1)")
+    args = parser.parse_args()
+    repeats = args.repeats or (1 if args.quick else 3)
+    n_per_subset = 20 if args.quick else 200
+    bootstrap = 200
+    info = machine_info()
+    results: dict = {"machine": info, "quick": args.quick, "repeats": repeats, "load_average_at_start": load_average(),
+                     "network": {}, "mini": {}}
+    with tempfile.TemporaryDirectory(prefix="bench-shared-") as tmp_name:
+        tmp = Path(tmp_name)
+        grid = network_spec(POINTS, DISTANCES, n_per_subset, bootstrap)
+        deepest = network_spec([POINTS[-1]], [DISTANCES[0]], n_per_subset, bootstrap)
+        fns = {"shared 12 runs": FreshSweep(grid, tmp, True, "grid-shared"),
+               "unshared 12 runs": FreshSweep(grid, tmp, False, "grid-alone"),
+               "one run (deepest point)": FreshSweep(deepest, tmp, True, "deepest")}
+        warm = {k: FreshSweep(network_spec([POINTS[0]], [DISTANCES[0]], 5, 0), tmp, True, f"warm-{i}")
+                for i, k in enumerate(fns)}
+        timed = time_interleaved(fns, warmup=1, repeats=repeats, warmup_fns=warm)
+        one = timed["one run (deepest point)"]["times_s"]
+        results["network"] = {
+            "arch": "vgg16", "weights": "random", "points": POINTS, "distances": DISTANCES,
+            "n_triplets": 3 * n_per_subset, "bootstrap": bootstrap,
+            "timings": {k: {kk: vv for kk, vv in v.items() if kk != "last"} | {"plan": v["last"]}
+                        for k, v in timed.items()},
+            "shared_vs_one_pass": paired_ratios(timed["shared 12 runs"]["times_s"], one),
+            "unshared_vs_one_pass": paired_ratios(timed["unshared 12 runs"]["times_s"], one),
+            "unshared_vs_shared": paired_ratios(timed["unshared 12 runs"]["times_s"],
+                                                timed["shared 12 runs"]["times_s"]),
+        }
+        print({k: results["network"][k] for k in ("shared_vs_one_pass", "unshared_vs_shared")}, flush=True)
+
+        overrides = ["similarity.n_per_subset=20"] if args.quick else []
+        mini = mini_spec(args.quick, overrides)
+        mfns = {"mini shared": FreshSweep(mini, tmp, True, "mini-shared"),
+                "mini unshared": FreshSweep(mini, tmp, False, "mini-alone")}
+        # warm-up: first-use costs (loading EfficientNet-Lite0's weights, imports) on a tiny copy of the grid
+        tiny = mini_spec(True, ["similarity.n_per_subset=2", "similarity.bootstrap=0"])
+        mwarm = {k: FreshSweep(tiny, tmp, True, f"mini-warm-{i}") for i, k in enumerate(mfns)}
+        mtimed = time_interleaved(mfns, warmup=1, repeats=repeats, warmup_fns=mwarm)
+        results["mini"] = {
+            "similarity_only": args.quick, "overrides": overrides,
+            "timings": {k: {kk: vv for kk, vv in v.items() if kk != "last"} | {"plan": v["last"]}
+                        for k, v in mtimed.items()},
+            "unshared_vs_shared": paired_ratios(mtimed["mini unshared"]["times_s"], mtimed["mini shared"]["times_s"]),
+        }
+        print(results["mini"]["unshared_vs_shared"], flush=True)
+    results["load_average_at_end"] = load_average()
+
+    net = results["network"]
+    md = ["# Shared passes in sweeps", ""]
+    if args.quick:
+        md += ["**Quick configuration (a smoke run: few triplets, one repeat, mini's similarity runs only): "
+               "not a measurement.**", ""]
+    md += [f"1. vgg16 (random weights, 64x64, {net['n_triplets']} built-in triplets, bootstrap {bootstrap}) at "
+           f"{len(POINTS)} points x {len(DISTANCES)} distances ({', '.join(DISTANCES)}) = 12 runs, as in-process "
+           f"sweeps into fresh stores, {repeats} interleaved repeat(s). Goal: shared <= 1.3x one pass of the "
+           "deepest point.", ""]
+    rows = [[k, v["plan"]["runs"], v["plan"]["passes"], f"{v['median_s']:.2f}"] for k, v in net["timings"].items()]
+    md.append(markdown_table(["sweep", "runs", "passes", "median wall (s)"], rows))
+    md += ["", markdown_table(["ratio (median of paired ratios)", "value"], [
+        ["shared 12 runs / one run of the deepest point", f"{net['shared_vs_one_pass']['median']:.2f}x"],
+        ["unshared 12 runs / one run of the deepest point", f"{net['unshared_vs_one_pass']['median']:.2f}x"],
+        ["unshared / shared", f"{net['unshared_vs_shared']['median']:.2f}x"]])]
+    mini_rows = [[k, v["plan"]["runs"], v["plan"]["passes"], f"{v['median_s']:.2f}"]
+                 for k, v in results["mini"]["timings"].items()]
+    what = "its similarity runs only" if args.quick else "the whole grid, training runs included"
+    md += ["", f"2. The `mini` grid ({what}), in-process into fresh stores.", "",
+           markdown_table(["sweep", "runs", "passes", "median wall (s)"], mini_rows), "",
+           f"unshared / shared: {results['mini']['unshared_vs_shared']['median']:.2f}x", "",
+           "## Machine", "", machine_markdown(info),
+           f"- load_average_at_end: {results['load_average_at_end']}"]
+    json_path, md_path = write_results("shared_passes", results, "\n".join(md))
+    print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    t0 = time.perf_counter()
+    code = main()
+    print(f"{time.perf_counter() - t0:.1f} s")
+    sys.exit(code)
