@@ -108,7 +108,7 @@ def run_sweep(spec: SpecArg, db: str | os.PathLike | ResultsStore, executor: str
     bar = SweepProgress(len(todo), f"sweep {parsed.name}") if progress else None
     try:
         if bar is not None:
-            bar.note(f"{parsed.name}: {len(runs)} runs, {skipped} already done, to run: {describe_plan(units)}"
+            bar.note(f"{parsed.name}: {len(runs)} runs, {skipped} already done, {sum(len(u) for u in units)} to run ({describe_plan(units)})"
                      f"{'' if share else ' (sharing off: every run its own pass)'} "
                      f"({ex.name}{f', {ex.workers} workers' if ex.name == 'processes' else ''})")
             for line in _weights_change_lines(changed):
