@@ -236,6 +236,12 @@ def passes(log: Path) -> list[list[str]]:
     return [line.split()[1].split(",") for line in log.read_text().splitlines() if line.startswith("pass ")]
 
 
+def units(log: Path) -> list[list[str]]:
+    """Every unit of work in the log, in order: a shared pass's runs, or one run done alone."""
+    return [line.split()[1].split(",") for line in log.read_text().splitlines()
+            if line.startswith(("pass ", "alone "))]
+
+
 def test_a_failing_shared_pass_runs_each_run_alone(tmp_path, probe_spec):
     make, _, log = probe_spec
     spec = make(fail_shared=True, fail_seed=5)
@@ -340,7 +346,7 @@ def test_sigkill_during_shared_passes_then_resume(tmp_path, probe_spec):
     assert kills >= 2
     mid = _count(db, "SELECT COUNT(*) FROM runs WHERE status = 'finished'")
     assert mid < N_RUNS
-    before = len(passes(log))
+    before = len(units(log))
     recorded = {r.id for r in ResultsStore(db).records(status="finished")}
     summary = run_sweep(spec, db, progress=False)
     assert (summary["finished"], summary["failed"], summary["pending"], summary["running"]) == (N_RUNS, 0, 0, 0)
@@ -350,8 +356,13 @@ def test_sigkill_during_shared_passes_then_resume(tmp_path, probe_spec):
     group_of = {rid: seed // GROUP for seed, rid in ids.items()}
     for p in passes(log):
         assert len({group_of[rid] for rid in p}) == 1  # a pass serves the runs of one group only
-    # the resumed sweep's passes cover exactly the runs that were not recorded
-    assert sorted(rid for p in passes(log)[before:] for rid in p) == sorted(set(ids.values()) - recorded)
+    # the resumed sweep's units cover exactly the runs that were not recorded, each run once; a
+    # group left with one unrecorded run runs it alone (a pass of one would share nothing)
+    resumed = units(log)[before:]
+    assert sorted(rid for u in resumed for rid in u) == sorted(set(ids.values()) - recorded)
+    for u in resumed:
+        left_in_group = [rid for rid in set(ids.values()) - recorded if group_of[rid] == group_of[u[0]]]
+        assert len(u) == len(left_in_group)
     clean_db = tmp_path / "clean.sqlite"
     run_sweep(spec, clean_db, progress=False)
     assert {r.id: r.metrics for r in ResultsStore(clean_db).records()} == {
