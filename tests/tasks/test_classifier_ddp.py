@@ -143,22 +143,6 @@ def test_two_gloo_processes_equal_one_process_and_resume_after_a_kill(tmp_path):
     assert max((a[k] - init[k]).abs().max().item() for k in a) > 100 * ATOL
 
 
-def test_data_parallel_environment_and_sharding():
-    dp = C.DataParallel.from_env({"RANK": "1", "WORLD_SIZE": "3", "LOCAL_RANK": "1"})
-    assert (dp.rank, dp.world_size, dp.local_rank, dp.is_main, dp.enabled) == (1, 3, 1, False, True)
-    keys = list(range(14))
-    shards = [C.DataParallel(r, 3).shard(keys, 6, drop_last=True) for r in range(3)]
-    assert shards[1] == [[2, 3], [8, 9]]
-    # the ranks' shares put together are exactly the single-process batches
-    whole = C.DataParallel().shard(keys, 6, drop_last=True)
-    assert whole == [keys[0:6], keys[6:12]]
-    assert [sum((s[i] for s in shards), []) for i in range(2)] == whole
-    with pytest.raises(LossnetError, match="torchrun"):
-        C.DataParallel.from_env({"RANK": "2", "WORLD_SIZE": "2"})
-    with pytest.raises(LossnetError, match="multiple of 4"):
-        C.DataParallel(0, 4).local_batch(10)
-
-
 @pytest.mark.parametrize("overrides, message", [
     ({"batch_size": 15}, "batch_size 15 .*does not divide among 2 processes.*multiple of 2"),
     ({"sync_bn": True}, "sync_bn needs CUDA"),
