@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from ..errors import LossnetError, unknown_name
+from ..utils.devices import run_threads
 from ..utils.jsonio import clean_json, to_json_text
 from ..utils.progress import progress_bar
 from .spec import DEFAULT_THREADS, file_sha256
@@ -297,29 +298,6 @@ def _check_run_weights(run: Mapping[str, Any]) -> None:
             f"the weights file {str(path)!r} changed after the sweep was expanded (sha256 {expected[:12]}... then, "
             f"{now[:12]}... now): this run is not the run its id names. Run the sweep again: runs of the new "
             "contents get new ids.")
-
-
-@contextlib.contextmanager
-def run_threads(threads: int) -> Iterator[None]:
-    """Set torch's intra-op thread count for one run, and restore the previous count after.
-
-    Example:
-        >>> import torch
-        >>> before = torch.get_num_threads()
-        >>> with run_threads(1):
-        ...     torch.get_num_threads()
-        1
-        >>> torch.get_num_threads() == before
-        True
-    """
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(int(threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _checked_metrics(task: str, metrics: Any) -> dict[str, Any]:

@@ -6,6 +6,9 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import torch
 
 from ..errors import LossnetError
@@ -36,3 +39,24 @@ def select_device(name: str | torch.device = "auto") -> torch.device:
     if name == "mps" and not mps_available():
         raise LossnetError("device 'mps' asked for but Apple MPS is not available here: use --device cpu or auto.")
     return torch.device(name)
+
+
+@contextlib.contextmanager
+def run_threads(threads: int) -> Iterator[None]:
+    """Set torch's intra-op thread count for a piece of work (a sweep run, say), and restore it after.
+
+    Example:
+        >>> import torch
+        >>> before = torch.get_num_threads()
+        >>> with run_threads(1):
+        ...     torch.get_num_threads()
+        1
+        >>> torch.get_num_threads() == before
+        True
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

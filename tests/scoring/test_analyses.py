@@ -77,7 +77,8 @@ def test_analyze_2afc_from_one_pass(sets):
     assert sum(calls) == 3 * n_triplets  # ONE pass: every analysis comes from the same features
 
     assert list(report["distance_functions"]) == ["spatial", "mean_pool", "style"]
-    ref = score_2afc(metric, sets, distances=["spatial", "mean_pool", "style"], bootstrap=50, progress=False)
+    ref = score_2afc(metric, sets, distances=["spatial", "mean_pool", "style"], batch_size=4, bootstrap=50,
+                     progress=False)
     for d in ("spatial", "mean_pool", "style"):
         assert report["distance_functions"][d]["mean"] == pytest.approx(ref.distances[d]["mean"])
         for p in ("features.1", "features.7", "combined"):
