@@ -33,19 +33,9 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(1, str(HERE.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # common.py, which puts the repo root on the path
 
-from common import (  # noqa: E402
-    machine_info,
-    machine_markdown,
-    markdown_table,
-    paired_ratios,
-    set_threads,
-    time_interleaved,
-    write_results,
-)
+import common as bench  # noqa: E402
 
 ARCH = "kumar_resnet6_w0.25_c14"
 
@@ -99,13 +89,13 @@ def bench_loader(n: int, repeats: int, folder: Path) -> dict:
             seen += x.shape[0]
         return seen
 
-    t = time_interleaved({"lossnet": ours, "torchvision": theirs}, warmup=1, repeats=repeats)
+    t = bench.time_interleaved({"lossnet": ours, "torchvision": theirs}, warmup=1, repeats=repeats)
     assert t["lossnet"]["last"] == t["torchvision"]["last"] == n
-    ratio = paired_ratios(t["torchvision"]["times_s"], t["lossnet"]["times_s"])
+    ratio = bench.paired_ratios(t["torchvision"]["times_s"], t["lossnet"]["times_s"])
     return {"n_images": n, "lossnet_images_per_s": n / t["lossnet"]["median_s"],
             "torchvision_images_per_s": n / t["torchvision"]["median_s"], "speedup": ratio,
-            "lossnet": {k: v for k, v in t["lossnet"].items() if k != "last"},
-            "torchvision": {k: v for k, v in t["torchvision"].items() if k != "last"}}
+            "lossnet": bench.timings(t["lossnet"]),
+            "torchvision": bench.timings(t["torchvision"])}
 
 
 def bench_step_overhead(steps: int, repeats: int, folder: Path) -> dict:
@@ -163,7 +153,7 @@ def bench_step_overhead(steps: int, repeats: int, folder: Path) -> dict:
         order = ("trainer", "hand") if i % 2 == 0 else ("hand", "trainer")
         for name in order:
             times[name].append(ours() if name == "trainer" else hand())
-    ratio = paired_ratios(times["trainer"], times["hand"])
+    ratio = bench.paired_ratios(times["trainer"], times["hand"])
     return {"arch": ARCH, "steps": steps, "batch_size": 64, "trainer_s": times["trainer"], "hand_s": times["hand"],
             "ratio": ratio, "overhead_percent": 100 * (ratio["median"] - 1)}
 
@@ -210,7 +200,7 @@ def bench_eval_vs_epoch(repeats: int, folder: Path) -> dict:
     for i in range(repeats):
         for name in (("epoch", "eval") if i % 2 == 0 else ("eval", "epoch")):
             times[name].append(epoch() if name == "epoch" else evaluate())
-    ratio = paired_ratios(times["eval"], times["epoch"])
+    ratio = bench.paired_ratios(times["eval"], times["epoch"])
     return {"epoch_steps": steps, "n_val": len(val), "n_triplets": sum(len(v) for v in ps_sets.values()),
             "epoch_s": times["epoch"], "eval_s": times["eval"], "eval_over_epoch": ratio}
 
@@ -220,8 +210,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer images, steps and repeats")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    set_threads(args.threads)
-    info = machine_info()
+    bench.set_threads(args.threads)
+    info = bench.machine_info()
     n, steps, repeats = (512, 10, 2) if args.quick else (2048, 30, 3)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -231,14 +221,14 @@ def main() -> int:
     payload = {"machine": info, "quick": args.quick, "loader": loader, "step_overhead": overhead,
                "eval_vs_epoch": cost}
     md = ["# Classifier study benchmarks", "", __doc__[__doc__.index("Setting:"):__doc__.index("Timings")].strip(), "",
-          markdown_table(["measure", "value", "goal"], [
+          bench.markdown_table(["measure", "value", "goal"], [
               ["loader images/s, lossnet", f"{loader['lossnet_images_per_s']:.0f}", ""],
               ["loader images/s, torchvision ImageFolder", f"{loader['torchvision_images_per_s']:.0f}", ""],
               ["loader speed-up (median paired ratio)", f"{loader['speedup']['median']:.1f}x", ">= 10x"],
               ["training-step overhead vs hand-written loop", f"{overhead['overhead_percent']:+.1f} %", "<= 5 %"],
               ["one checkpoint evaluation / one epoch", f"{cost['eval_over_epoch']['median']:.2f}", ""],
-          ]), "", "## Machine", "", machine_markdown(info)]
-    json_path, md_path = write_results("classifier", payload, "\n".join(md) + "\n")
+          ]), "", "## Machine", "", bench.machine_markdown(info)]
+    json_path, md_path = bench.write_results("classifier", payload, "\n".join(md) + "\n")
     print(md_path.read_text())
     return 0
 

@@ -25,56 +25,19 @@ fastest calls, which are less sensitive to load from other processes on a shared
 """
 from __future__ import annotations
 
-import argparse
-import subprocess
 import sys
 import time
 import types
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(1, str(HERE.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # common.py, which puts the repo root on the path
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from common import (  # noqa: E402
-    RESULTS_DIR,
-    load_average,
-    machine_info,
-    machine_markdown,
-    markdown_table,
-    paired_ratios,
-    set_threads,
-    time_interleaved,
-    write_results,
-)
+import common as bench  # noqa: E402
 
-PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 RTOL = 1e-5
 ATOL = 1e-6
 MODES = ("forward", "forward+backward")
-
-
-def uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return f"load average {load_average()}"
-
-
-def make_pair(batch: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``batch`` real photos (the four scikit-image photos and their mirror images), and noisy targets."""
-    from skimage import data
-
-    images = []
-    for name in PHOTOS:
-        t = torch.from_numpy(np.ascontiguousarray(getattr(data, name)())).permute(2, 0, 1).float() / 255
-        t = torch.nn.functional.interpolate(t[None], size=(size, size), mode="bilinear", antialias=True)[0]
-        images += [t, t.flip(-1)]
-    x = torch.stack([images[i % len(images)] for i in range(batch)]).clamp(0, 1)
-    g = torch.Generator().manual_seed(0)
-    return x, (x + 0.08 * torch.randn(x.shape, generator=g)).clamp(0, 1)
 
 
 def build(device: torch.device):
@@ -136,7 +99,7 @@ def markdown_report(result: dict) -> str:
         rows.append([r["mode"], f"{r['lossnet']['median_s']:.3f}", f"{r['peer']['median_s']:.3f}",
                      f"**{r['ratio']:.2f}**", f"{r['ratio_paired']['median']:.2f}", f"{r['ratio_of_mins']:.2f}",
                      f"{r['ratio_cpu']:.2f}", r["repeats"], f"{r['max_rel_err']:.1e}"])
-    table = markdown_table(["mode", "lossnet median (s)", "DISTS_pytorch median (s)", "peer / lossnet", "paired",
+    table = bench.markdown_table(["mode", "lossnet median (s)", "DISTS_pytorch median (s)", "peer / lossnet", "paired",
                             "of mins", "cpu time", "repeats", "value rel err"], rows)
     return f"""# DISTS: lossnet vs DISTS_pytorch 0.1
 
@@ -158,70 +121,34 @@ in both; values agree (rtol {s['rtol']}, atol {s['atol']}) before and during tim
 
 ## Machine
 
-{machine_markdown(result['machine'])}
+{bench.machine_markdown(result['machine'])}
 """
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=2, help="torch threads on the CPU (default 2)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--name", default="dists", help="results file name (default dists)")
-    parser.add_argument("--no-write", action="store_true", help="print only")
-    args = parser.parse_args(argv)
-
-    set_threads(args.threads)
-    device = torch.device(args.device)
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    t_start = time.perf_counter()
-    up_start = uptime()
-    info = machine_info()
+    args = bench.comparison_parser(__doc__.split("\n\n")[0], "dists", repeats=3, batch=8, size=256).parse_args(argv)
+    device, sync, t_start, up_start, info = bench.start_comparison(args)
     ours, reference = build(device)
-    x, y = make_pair(args.batch, args.size)
+    x, y = bench.photo_pair(args.batch, args.size)
     x, y = x.to(device), y.to(device)
     with torch.no_grad():
         expected, got = reference(x, y), ours(x, y)
-    expected = expected.detach()
-    max_rel = float(((got - expected).abs() / expected.abs()).max())
-    if not torch.allclose(got, expected, rtol=RTOL, atol=ATOL):
-        raise SystemExit(f"values disagree: lossnet {got.tolist()} vs DISTS_pytorch {expected.tolist()}")
-    print(f"values agree (max rel err {max_rel:.1e}); {up_start}", flush=True)
+    bench.check_values(got, expected.detach(), "DISTS_pytorch", (RTOL, ATOL), "rel", up_start)
 
     results = []
     for mode in MODES:
-        fns = timed_calls(ours, reference, x, y, mode, sync)
-        warm = timed_calls(ours, reference, x[:2], y[:2], mode, sync)
-        t = time_interleaved(fns, warmup=1, repeats=args.repeats, warmup_fns=warm)
-        a, b = t["lossnet"], t["DISTS_pytorch"]
-        rel = float(((a["last"] - b["last"]).abs() / b["last"].abs()).max())
-        if not torch.allclose(a["last"], b["last"], rtol=RTOL, atol=ATOL):
-            raise SystemExit(f"{mode}: values disagree during timing (rel err {rel:.1e})")
-        cell = {"mode": mode, "repeats": args.repeats, "max_rel_err": rel,
-                "lossnet": {k: v for k, v in a.items() if k != "last"},
-                "peer": {k: v for k, v in b.items() if k != "last"},
-                "ratio": b["median_s"] / a["median_s"], "ratio_of_mins": b["min_s"] / a["min_s"],
-                "ratio_paired": paired_ratios(b["times_s"], a["times_s"]),
-                "ratio_cpu": b["cpu_median_s"] / a["cpu_median_s"], "load_average": load_average()}
-        results.append(cell)
-        print(f"[{time.perf_counter() - t_start:5.0f}s] {mode:<16} lossnet {a['median_s']:7.3f}s  DISTS_pytorch "
-              f"{b['median_s']:7.3f}s  ratio {cell['ratio']:.2f} (paired {cell['ratio_paired']['median']:.2f}, "
-              f"mins {cell['ratio_of_mins']:.2f}, cpu {cell['ratio_cpu']:.2f})", flush=True)
+        t = bench.time_sides(lambda x, y: timed_calls(ours, reference, x, y, mode, sync), x, y, args.repeats)
+        results.append(bench.comparison_cell(mode, t, "DISTS_pytorch", args, (RTOL, ATOL), error="rel",
+                                             lossnet_over_peer=False, t_start=t_start, digits=2))
 
     result = {
         "benchmark": "bench_dists",
-        "settings": {"batch": args.batch, "size": args.size, "threads": args.threads, "device": str(device),
-                     "dtype": "float32", "repeats": args.repeats, "rtol": RTOL, "atol": ATOL, "photos": list(PHOTOS),
+        "settings": {**bench.comparison_settings(args, device, RTOL, ATOL),
                      "weights": "dists_vgg16(weights='random', seed=0) in both; DISTS_pytorch's alpha/beta"},
-        "machine": info, "uptime_at_start": up_start, "uptime_at_end": uptime(),
+        "machine": info, "uptime_at_start": up_start, "uptime_at_end": bench.uptime(),
         "results": results, "total_runtime_s": time.perf_counter() - t_start,
     }
-    if not args.no_write:
-        j, m = write_results(args.name, result, markdown_report(result), args.out_dir)
-        print(f"wrote {j} and {m}")
+    bench.write_comparison(args, result, markdown_report(result))
     return result
 
 

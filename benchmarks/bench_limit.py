@@ -18,10 +18,10 @@ the lpips wheel), 64x64 triplets held in memory (no decoding), batch 50 triplets
    interleaved: data (batching, size runs, labels, stacking, concatenation), input checks, the
    normalisation + layout copy, the trunk, the distance engine, and the accumulation into
    per-triplet arrays.
-3. **Prototype** of cheaper distance code (outside the package; the same numbers checked):
-   ``blocked_call``, the engine's loop run on cache-sized blocks of items with the package's own
-   distance records, timed as a step and inside the whole pass (``DistanceEngine.__call__``
-   swapped in this process only).
+3. **Before and after**: the peer ``whole_batch_call`` is the engine's distance loop as it was
+   before it worked on cache-sized blocks of items (whole batches, torch's threads), timed as a
+   step and inside the whole pass (``DistanceEngine.__call__`` swapped in this process only); the
+   same numbers checked.
 
 Load on the shared machine is recorded at start and end (``os.getloadavg``); every ratio is a
 median of per-repeat ratios (the two sides of a repeat run back to back).
@@ -33,22 +33,11 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(1, str(HERE.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # common.py, which puts the repo root on the path
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from common import (  # noqa: E402
-    load_average,
-    machine_info,
-    machine_markdown,
-    markdown_table,
-    paired_ratios,
-    set_threads,
-    time_interleaved,
-    write_results,
-)
+import common as bench  # noqa: E402
 
 BATCH = 50
 SIZE = 64
@@ -69,35 +58,17 @@ def batches_of(items: list[dict]) -> list[torch.Tensor]:
             for s in range(0, len(items), BATCH)]
 
 
-# --------------------------------------------------------------------------- prototype (outside the package)
+# --------------------------------------------------------------------------- the peer: the engine before blocking
 
-BLOCK_BYTES = 512 * 1024
-
-
-def blocked_call(self, images, groups, pairs, feats=None):
-    """``DistanceEngine.__call__`` run on cache-sized blocks of items: the same records, the same maths.
-
-    The engine prepares (normalises) a whole point's features at once and then compares group
-    pairs: at 64 px, relu1_2 of 150 images is 157 MB, so every step streams from DRAM. Here each
-    point is cut into blocks of items whose features of all groups take about BLOCK_BYTES (one
-    triplet at relu1_2), so prepare and compare work on data still in cache. The blocks' small
-    operations run on one thread: with two, every operation's fork/join cost more than it saved
-    (measured 5x slower on the loaded 2-core machine).
-    """
-    if feats is None:
-        feats = self.features(images)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # thousands of small ops: one thread (no fork/join per op; 2 threads made it 5x slower)
-    try:
-        return _blocked_distances(self, images, groups, pairs, feats)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _blocked_distances(self, images, groups, pairs, feats):
+def whole_batch_call(self, images, groups, pairs, feats=None):
+    """``DistanceEngine.__call__`` as it was before CPU blocking: each point's features prepared as a
+    whole batch, then the group pairs compared (at 64 px, relu1_2 of 150 images is 157 MB, so every
+    step streams from DRAM), on torch's threads. The same distance records, the same maths."""
     from lossnet.distances.functional import FEATURE_DISTANCES, PIXEL_DISTANCES
     from lossnet.scoring.engine import COMBINED
 
+    if feats is None:
+        feats = self.features(images)
     out = {}
     for name in self.distances:
         if name in PIXEL_DISTANCES:
@@ -107,20 +78,9 @@ def _blocked_distances(self, images, groups, pairs, feats):
         record = FEATURE_DISTANCES[name]
         per_point = {}
         for p in self.points:
-            g = self._groups(feats[p], groups)
-            step = max(1, BLOCK_BYTES // (groups * g[0, 0].numel() * g.element_size()))
-            lin = self.lin_for(name, p)
-            blocks = []
-            for s in range(0, g.shape[1], step):
-                prepared = self._groups(record.prepare(g[:, s:s + step].flatten(0, 1)), groups)
-                blocks.append(torch.stack([record.compare(prepared[a], prepared[b], lin) for a, b in pairs]))
-            per_point[p] = torch.cat(blocks, dim=1)
-        total = None
-        for p in self.points:
-            w = self.layer_weights[p]
-            term = per_point[p] if w == 1.0 else per_point[p] * w
-            total = term if total is None else total + term
-        per_point[COMBINED] = total
+            g = self._groups(record.prepare(feats[p]), groups)
+            per_point[p] = torch.stack([record.compare(g[a], g[b], self.lin_for(name, p)) for a, b in pairs])
+        per_point[COMBINED] = sum(per_point[p] * self.layer_weights[p] for p in self.points)  # exact for w = 1
         out[name] = per_point
     return out
 
@@ -176,9 +136,9 @@ def run(n: int, repeats: int) -> dict:
             for x in ready:
                 net.body(x)
 
-    def score_blocked():
+    def score_whole_batch():
         original = DistanceEngine.__call__
-        DistanceEngine.__call__ = blocked_call  # this process only: the prototype inside the real pass
+        DistanceEngine.__call__ = whole_batch_call  # this process only: the peer inside the real pass
         try:
             return score()
         finally:
@@ -186,21 +146,21 @@ def run(n: int, repeats: int) -> dict:
 
     small = items[:10]
     warm_score = lambda: score_2afc(metric, small, batch_size=10, bootstrap=0, progress=False)  # noqa: E731
-    whole = time_interleaved({"score_2afc": score, "score_2afc (prototype: blocked)": score_blocked, "trunk": trunk},
+    whole = bench.time_interleaved({"score_2afc": score, "score_2afc (before: whole-batch distances)": score_whole_batch, "trunk": trunk},
                              warmup=1, repeats=repeats,
-                             warmup_fns={"score_2afc": warm_score, "score_2afc (prototype: blocked)": warm_score,
+                             warmup_fns={"score_2afc": warm_score, "score_2afc (before: whole-batch distances)": warm_score,
                                          "trunk": trunk})
-    limit = paired_ratios(whole["trunk"]["times_s"], whole["score_2afc"]["times_s"])
-    limit_cpu = paired_ratios(whole["trunk"]["cpu_times_s"], whole["score_2afc"]["cpu_times_s"])
-    blocked = whole["score_2afc (prototype: blocked)"]
-    limit_blocked = paired_ratios(whole["trunk"]["times_s"], blocked["times_s"])
-    limit_blocked_cpu = paired_ratios(whole["trunk"]["cpu_times_s"], blocked["cpu_times_s"])
-    same = max(float(np.abs(blocked["last"].triplets.d0["spatial"][k] - whole["score_2afc"]["last"].triplets.d0["spatial"][k]).max()
+    limit = bench.paired_ratios(whole["trunk"]["times_s"], whole["score_2afc"]["times_s"])
+    limit_cpu = bench.paired_ratios(whole["trunk"]["cpu_times_s"], whole["score_2afc"]["cpu_times_s"])
+    before = whole["score_2afc (before: whole-batch distances)"]
+    limit_before = bench.paired_ratios(whole["trunk"]["times_s"], before["times_s"])
+    limit_before_cpu = bench.paired_ratios(whole["trunk"]["cpu_times_s"], before["cpu_times_s"])
+    same = max(float(np.abs(before["last"].triplets.d0["spatial"][k] - whole["score_2afc"]["last"].triplets.d0["spatial"][k]).max()
                      / np.abs(whole["score_2afc"]["last"].triplets.d0["spatial"][k]).max())
                for k in whole["score_2afc"]["last"].triplets.d0["spatial"])
     print(f"limit ratio (trunk / score_2afc, paired): wall {limit['median']:.3f}, cpu {limit_cpu['median']:.3f}; "
-          f"blocked prototype: wall {limit_blocked['median']:.3f}, cpu {limit_blocked_cpu['median']:.3f}  "
-          f"load {load_average()}", flush=True)
+          f"before blocking: wall {limit_before['median']:.3f}, cpu {limit_before_cpu['median']:.3f}  "
+          f"load {bench.load_average()}", flush=True)
 
     # --- 2. the scorer's steps one by one, same batches
     with layout, torch.inference_mode():
@@ -235,25 +195,25 @@ def run(n: int, repeats: int) -> dict:
                 acc.add(o)
             acc.arrays()
 
-        def distances_blocked():
+        def distances_whole_batch():
             for b, f in zip(batches, feats):
-                blocked_call(engine, b, 3, PAIRS, f)
+                whole_batch_call(engine, b, 3, PAIRS, f)
 
         steps = {"data": data, "checks": checks, "prepare+layout": prepare, "trunk": trunk_step,
                  "distances (engine)": distances, "accumulate": accumulate,
-                 "distances (prototype: blocked)": distances_blocked}
-        parts = time_interleaved(steps, warmup=1, repeats=repeats)
+                 "distances (before: whole batch)": distances_whole_batch}
+        parts = bench.time_interleaved(steps, warmup=1, repeats=repeats)
 
-        # the prototype gives the engine's numbers
+        # the peer gives the engine's numbers
         ref = outs[0]["spatial"]
-        proto = blocked_call(engine, batches[0], 3, PAIRS, feats[0])["spatial"]
+        proto = whole_batch_call(engine, batches[0], 3, PAIRS, feats[0])["spatial"]
         proto_err = max(float(((proto[k] - ref[k]).abs() / ref[k].abs().clamp_min(1e-30)).max())
                         for k in [*engine.points, COMBINED])
 
     trunk_t = parts["trunk"]["times_s"]
     breakdown = {name: {"median_s": t["median_s"], "cpu_median_s": t["cpu_median_s"],
-                        "share_of_trunk": paired_ratios(t["times_s"], trunk_t)["median"],
-                        "cpu_share_of_trunk": paired_ratios(t["cpu_times_s"], parts["trunk"]["cpu_times_s"])["median"]}
+                        "share_of_trunk": bench.paired_ratios(t["times_s"], trunk_t)["median"],
+                        "cpu_share_of_trunk": bench.paired_ratios(t["cpu_times_s"], parts["trunk"]["cpu_times_s"])["median"]}
                  for name, t in parts.items()}
     for name, b in breakdown.items():
         print(f"  {name:<40} {b['median_s']:.3f}s  {100 * b['share_of_trunk']:5.1f}% of the trunk "
@@ -262,27 +222,29 @@ def run(n: int, repeats: int) -> dict:
     core = ("data", "checks", "prepare+layout", "distances (engine)", "accumulate")
     overhead = sum(breakdown[k]["share_of_trunk"] for k in core)
     overhead_cpu = sum(breakdown[k]["cpu_share_of_trunk"] for k in core)
-    saving = breakdown["distances (engine)"]["share_of_trunk"] - breakdown["distances (prototype: blocked)"]["share_of_trunk"]
-    saving_cpu = (breakdown["distances (engine)"]["cpu_share_of_trunk"]
-                  - breakdown["distances (prototype: blocked)"]["cpu_share_of_trunk"])
+    extra = breakdown["distances (before: whole batch)"]["share_of_trunk"] - breakdown["distances (engine)"]["share_of_trunk"]
+    extra_cpu = (breakdown["distances (before: whole batch)"]["cpu_share_of_trunk"]
+                 - breakdown["distances (engine)"]["cpu_share_of_trunk"])
     return {
         "triplets": n, "batch_size": BATCH, "size": SIZE, "repeats": repeats,
         "whole": {k: {kk: vv for kk, vv in v.items() if kk != "last"} for k, v in whole.items()},
         "score_triplets_per_s": n / whole["score_2afc"]["median_s"],
-        "score_blocked_triplets_per_s": n / blocked["median_s"],
-        "limit_ratio_blocked_prototype": limit_blocked, "limit_ratio_blocked_prototype_cpu": limit_blocked_cpu,
-        "blocked_prototype_max_rel_diff_whole_pass": same,
+        "score_before_triplets_per_s": n / before["median_s"],
+        "limit_ratio_before": limit_before, "limit_ratio_before_cpu": limit_before_cpu,
+        "before_max_rel_diff_whole_pass": same,
         "trunk_triplets_per_s": n / whole["trunk"]["median_s"],
         "limit_ratio": limit, "limit_ratio_cpu": limit_cpu,
         "breakdown": breakdown,
         "predicted_ratio_from_steps": 1 / (1 + overhead), "predicted_ratio_from_steps_cpu": 1 / (1 + overhead_cpu),
-        "predicted_ratio_with_prototype": 1 / (1 + overhead - saving),
-        "predicted_ratio_with_prototype_cpu": 1 / (1 + overhead_cpu - saving_cpu),
-        "prototype_max_rel_diff": proto_err,
+        "predicted_ratio_before": 1 / (1 + overhead + extra),
+        "predicted_ratio_before_cpu": 1 / (1 + overhead_cpu + extra_cpu),
+        "before_max_rel_diff": proto_err,
     }
 
 
 def markdown(result: dict, info: dict) -> str:
+    from lossnet.scoring.engine import CPU_BLOCK_BYTES
+
     r = result
     rows = [[name, f"{b['median_s']:.3f}", f"{100 * b['share_of_trunk']:.1f}%", f"{100 * b['cpu_share_of_trunk']:.1f}%"]
             for name, b in r["breakdown"].items()]
@@ -301,32 +263,32 @@ memory, batch {r['batch_size']} (= {3 * r['batch_size']} images), {r['triplets']
 |---|---|
 | trunk alone (`net.body`, inputs ready, channels-last) | {r['trunk_triplets_per_s']:.1f} |
 | `score_2afc` (whole pass) | {r['score_triplets_per_s']:.1f} |
-| `score_2afc` with the blocked-distance prototype | {r['score_blocked_triplets_per_s']:.1f} |
+| `score_2afc` before blocking (whole-batch distances, the peer) | {r['score_before_triplets_per_s']:.1f} |
 
 **score_2afc reaches {100 * r['limit_ratio']['median']:.1f}% of the trunk's throughput** (paired wall-clock ratios
 {r['limit_ratio']['all']}; process CPU time: {100 * r['limit_ratio_cpu']['median']:.1f}%). Goal: >= 90%.
-**With the blocked-distance prototype: {100 * r['limit_ratio_blocked_prototype']['median']:.1f}%** (wall, paired
-{r['limit_ratio_blocked_prototype']['all']}; CPU time {100 * r['limit_ratio_blocked_prototype_cpu']['median']:.1f}%); its d0 equal
-the package's to {r['blocked_prototype_max_rel_diff_whole_pass']:.1e} relative.
+Before blocking (the engine's distances on whole batches): {100 * r['limit_ratio_before']['median']:.1f}% (wall, paired
+{r['limit_ratio_before']['all']}; CPU time {100 * r['limit_ratio_before_cpu']['median']:.1f}%); its d0 equal
+the package's to {r['before_max_rel_diff_whole_pass']:.1e} relative.
 
 ## Where the rest goes (each step on the same batches, as a share of the trunk's time)
 
-{markdown_table(['step', 'median s', 'share of trunk (wall)', 'share of trunk (CPU)'], rows)}
+{bench.markdown_table(['step', 'median s', 'share of trunk (wall)', 'share of trunk (CPU)'], rows)}
 
 Sum of the scorer's own steps (data, checks, prepare, distances, accumulate) predicts a ratio of
-{100 * r['predicted_ratio_from_steps']:.1f}% (CPU time: {100 * r['predicted_ratio_from_steps_cpu']:.1f}%); with the blocked prototype
-{100 * r['predicted_ratio_with_prototype']:.1f}% (CPU time: {100 * r['predicted_ratio_with_prototype_cpu']:.1f}%). The prototype
-gives the engine's numbers to {r['prototype_max_rel_diff']:.1e} relative.
+{100 * r['predicted_ratio_from_steps']:.1f}% (CPU time: {100 * r['predicted_ratio_from_steps_cpu']:.1f}%); with the whole-batch distances
+{100 * r['predicted_ratio_before']:.1f}% (CPU time: {100 * r['predicted_ratio_before_cpu']:.1f}%). The two give the same numbers to
+{r['before_max_rel_diff']:.1e} relative.
 
-The distances are the only large step: the engine normalises a whole point's features (relu1_2 of 150 images at
-64 px: 157 MB) and then compares pairs, so each step streams the features from memory again. The prototype
-(`blocked_call` in this file) runs the same records (`FEATURE_DISTANCES[name].prepare` / `.compare`) on blocks of
-items of about {BLOCK_BYTES // 1024} KiB per point (one triplet at relu1_2), which stay in cache, on one thread
-(the blocks' many small operations lose more to fork/join than two threads gain).
+The distances were the only large step: computed on whole batches they normalise a whole point's features
+(relu1_2 of 150 images at 64 px: 157 MB) and then compare pairs, so each step streams the features from memory
+again. The engine (`lossnet.scoring.engine.DistanceEngine`) now runs the same records on blocks of items of about
+{CPU_BLOCK_BYTES // 1024} KiB per point (one triplet at relu1_2), which stay in cache, on one thread (the blocks' many
+small operations lose more to fork/join than two threads gain).
 
 ## Machine
 
-{machine_markdown(info)}
+{bench.machine_markdown(info)}
 - load_average_at_end: {r['load_average_at_end']}
 """
 
@@ -340,17 +302,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out-dir", type=Path, default=None)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
-    set_threads(args.threads)
-    info = machine_info()
+    bench.set_threads(args.threads)
+    info = bench.machine_info()
     t0 = time.perf_counter()
     result = run(args.triplets or (BATCH if args.quick else 2 * BATCH), args.repeats or (2 if args.quick else 5))
     result["seconds"] = time.perf_counter() - t0
-    result["load_average_at_end"] = load_average()
+    result["load_average_at_end"] = bench.load_average()
     payload = {"benchmark": "bench_limit", "machine": info, **result}
     md = markdown(result, info)
     if not args.no_write:
         kw = {} if args.out_dir is None else {"out_dir": args.out_dir}
-        j, m = write_results("limit", payload, md, **kw)
+        j, m = bench.write_results("limit", payload, md, **kw)
         print(f"wrote {j} and {m}")
     print(md)
     return payload

@@ -41,22 +41,10 @@ import time
 import warnings
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(1, str(HERE.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # common.py, which puts the repo root on the path
 
 import torch  # noqa: E402
-from common import (  # noqa: E402
-    RESULTS_DIR,
-    load_average,
-    machine_info,
-    machine_markdown,
-    markdown_table,
-    paired_ratios,
-    set_threads,
-    time_interleaved,
-    write_results,
-)
+import common as bench  # noqa: E402
 
 ARCH = "vgg16"
 RELU3_3 = "features.15"
@@ -265,16 +253,16 @@ def run_cell(case: dict, mode: str, x, y, xw, yw, repeats: int, warmup: int) -> 
     ln, peer, call = case["lossnet"], case["peer"], case["peer_call"]
     peer_loss = lambda a, b: call(peer, a, b)  # noqa: E731
     make = MODES[mode]
-    timed = time_interleaved(
+    timed = bench.time_interleaved(
         {"lossnet": make(ln, x, y), "peer": make(peer_loss, x, y)}, warmup=warmup, repeats=repeats,
         warmup_fns={"lossnet": make(ln, xw, yw), "peer": make(peer_loss, xw, yw)})
     ln_t, peer_t = timed["lossnet"], timed["peer"]
     cell = {
-        "lossnet": {k: v for k, v in ln_t.items() if k != "last"},
-        "peer": {k: v for k, v in peer_t.items() if k != "last"},
+        "lossnet": bench.timings(ln_t),
+        "peer": bench.timings(peer_t),
         "ratio_peer_over_lossnet": peer_t["median_s"] / ln_t["median_s"],
         "ratio_of_mins": peer_t["min_s"] / ln_t["min_s"],
-        "ratio_paired": paired_ratios(peer_t["times_s"], ln_t["times_s"]),
+        "ratio_paired": bench.paired_ratios(peer_t["times_s"], ln_t["times_s"]),
         "ratio_cpu_time": peer_t["cpu_median_s"] / ln_t["cpu_median_s"],
         "lossnet_value": ln_t["last"],
         "peer_value": peer_t["last"],
@@ -298,7 +286,7 @@ def markdown_report(result: dict) -> str:
                      f"{r['lossnet']['median_s']:.3f}", f"{r['peer']['median_s']:.3f}",
                      f"**{r['ratio_peer_over_lossnet']:.2f}**", f"{r['ratio_paired']['median']:.2f}",
                      f"{r['ratio_of_mins']:.2f}", r["repeats"], check])
-    table = markdown_table(["size", "mode", "comparison", "lossnet median (s)", "peer median (s)",
+    table = bench.markdown_table(["size", "mode", "comparison", "lossnet median (s)", "peer median (s)",
                             "peer / lossnet", "paired", "of mins", "repeats", "values"], rows)
     checks = "\n".join(f"- {k}: per-sample max rel err {v['per_sample_max_rel_err']:.1e}, "
                        f"input-gradient rel err {v['input_grad_rel_err']:.1e}"
@@ -339,7 +327,7 @@ to {GRAD_RTOL:g}, because ReLU/max-pool kinks make them move by up to ~1e-3 unde
 
 ## Machine
 
-{machine_markdown(result['machine'])}
+{bench.machine_markdown(result['machine'])}
 - load_average_at_end: {result['load_average_at_end']}
 """
 
@@ -351,13 +339,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="image sizes (default 64 256)")
     parser.add_argument("--repeats", type=int, default=None, help="override the repeats at every size")
-    parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--out-dir", type=Path, default=bench.RESULTS_DIR)
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
 
-    set_threads(args.threads)
+    bench.set_threads(args.threads)
     t_start = time.perf_counter()
-    info = machine_info()
+    info = bench.machine_info()
     plan = [{"size": s, "repeats": args.repeats or r, "warmup": w, "warmup_batch": wb or args.batch}
             for s, r, w, wb in (QUICK_PLAN if args.quick else FULL_PLAN)]
     if args.sizes:
@@ -398,12 +386,12 @@ def main(argv: list[str] | None = None) -> dict:
         "results": results,
         "ratios_peer_over_lossnet": {f"{r['size']}/{r['mode']}/{r['key']}": round(r["ratio_peer_over_lossnet"], 3)
                                      for r in results},
-        "load_average_at_end": load_average(),
+        "load_average_at_end": bench.load_average(),
         "total_runtime_s": time.perf_counter() - t_start,
     }
     md = markdown_report(result)
     if not args.no_write:
-        j, m = write_results("loss", result, md, args.out_dir)
+        j, m = bench.write_results("loss", result, md, args.out_dir)
         print(f"wrote {j} and {m}")
     print(md)
     return result

@@ -33,17 +33,9 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(1, str(HERE.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # common.py, which puts the repo root on the path
 
-from common import (  # noqa: E402
-    load_average,
-    machine_info,
-    machine_markdown,
-    markdown_table,
-    write_results,
-)
+import common as bench  # noqa: E402
 
 BATCH = 8
 CONTENDERS = ("lossnet", "lossnet channels_last", "lpips")
@@ -138,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
     import lossnet
 
     sizes = args.sizes or ([128, 256] if args.quick else [256, 512])
-    info = machine_info()
+    info = bench.machine_info()
     start = time.perf_counter()
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
         for size in sizes:
             for contender in CONTENDERS:
                 run = measure(contender, size, weights, args.threads)
-                run["load_average"] = load_average()
+                run["load_average"] = bench.load_average()
                 runs.append(run)
                 print(f"{size}px {contender:<24} peak {run['peak_above_before_mib']:8.1f} MiB above start "
                       f"({run['seconds']:.1f} s, load {run['load_average']})", flush=True)
@@ -164,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
             summary[f"{size}/{contender}"] = {"peak_ratio_vs_lpips": r["peak_ratio_vs_lpips"],
                                               "value_rel_diff_vs_lpips": rel}
     result = {"benchmark": "bench_memory", "machine": info, "batch": BATCH, "sizes": sizes, "threads": args.threads,
-              "runs": runs, "summary": summary, "load_average_at_end": load_average(),
+              "runs": runs, "summary": summary, "load_average_at_end": bench.load_average(),
               "seconds": time.perf_counter() - start}
     rows = [[f"{r['size']}x{r['size']}", r["contender"], f"{r['peak_above_before_mib']:.0f}",
              f"{r['peak_rss_mib']:.0f}", f"{r['peak_ratio_vs_lpips']:.3f}" if "peak_ratio_vs_lpips" in r else "",
@@ -180,18 +172,18 @@ vgg16 up to relu5_3 (LPIPS layers and lin weights), batch {BATCH}, {args.threads
 per row; the input requires grad, the target does not. "peak above start": the kernel's peak RSS during one
 forward+backward (counter reset just before) minus the RSS just before (model and inputs excluded).
 
-{markdown_table(['size', 'contender', 'peak above start (MiB)', 'peak RSS (MiB)', 'ratio to lpips', 'seconds',
+{bench.markdown_table(['size', 'contender', 'peak above start (MiB)', 'peak RSS (MiB)', 'ratio to lpips', 'seconds',
                  'load'], rows)}
 
 The loss values of lossnet and lpips agree to {max(v['value_rel_diff_vs_lpips'] for v in summary.values()):.1e} relative.
 
 ## Machine
 
-{machine_markdown(info)}
+{bench.machine_markdown(info)}
 - load_average_at_end: {result['load_average_at_end']}
 """
     kw = {} if args.out_dir is None else {"out_dir": args.out_dir}
-    j, m = write_results("memory", result, md, **kw)
+    j, m = bench.write_results("memory", result, md, **kw)
     print(md)
     print(f"wrote {j} and {m}")
     return result

@@ -29,19 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(1, str(HERE.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # common.py, which puts the repo root on the path
 
-from common import (  # noqa: E402
-    load_average,
-    machine_info,
-    machine_markdown,
-    markdown_table,
-    paired_ratios,
-    time_interleaved,
-    write_results,
-)
+import common as bench  # noqa: E402
 
 from lossnet.sweeps.runner import run_sweep  # noqa: E402
 from lossnet.sweeps.spec import load_spec  # noqa: E402
@@ -94,8 +84,8 @@ def main() -> int:
     repeats = args.repeats or (1 if args.quick else 3)
     n_per_subset = 20 if args.quick else 200
     bootstrap = 200
-    info = machine_info()
-    results: dict = {"machine": info, "quick": args.quick, "repeats": repeats, "load_average_at_start": load_average(),
+    info = bench.machine_info()
+    results: dict = {"machine": info, "quick": args.quick, "repeats": repeats, "load_average_at_start": bench.load_average(),
                      "network": {}, "mini": {}}
     with tempfile.TemporaryDirectory(prefix="bench-shared-") as tmp_name:
         tmp = Path(tmp_name)
@@ -106,16 +96,16 @@ def main() -> int:
                "one run (deepest point)": FreshSweep(deepest, tmp, True, "deepest")}
         warm = {k: FreshSweep(network_spec([POINTS[0]], [DISTANCES[0]], 5, 0), tmp, True, f"warm-{i}")
                 for i, k in enumerate(fns)}
-        timed = time_interleaved(fns, warmup=1, repeats=repeats, warmup_fns=warm)
+        timed = bench.time_interleaved(fns, warmup=1, repeats=repeats, warmup_fns=warm)
         one = timed["one run (deepest point)"]["times_s"]
         results["network"] = {
             "arch": "vgg16", "weights": "random", "points": POINTS, "distances": DISTANCES,
             "n_triplets": 3 * n_per_subset, "bootstrap": bootstrap,
             "timings": {k: {kk: vv for kk, vv in v.items() if kk != "last"} | {"plan": v["last"]}
                         for k, v in timed.items()},
-            "shared_vs_one_pass": paired_ratios(timed["shared 12 runs"]["times_s"], one),
-            "unshared_vs_one_pass": paired_ratios(timed["unshared 12 runs"]["times_s"], one),
-            "unshared_vs_shared": paired_ratios(timed["unshared 12 runs"]["times_s"],
+            "shared_vs_one_pass": bench.paired_ratios(timed["shared 12 runs"]["times_s"], one),
+            "unshared_vs_one_pass": bench.paired_ratios(timed["unshared 12 runs"]["times_s"], one),
+            "unshared_vs_shared": bench.paired_ratios(timed["unshared 12 runs"]["times_s"],
                                                 timed["shared 12 runs"]["times_s"]),
         }
         print({k: results["network"][k] for k in ("shared_vs_one_pass", "unshared_vs_shared")}, flush=True)
@@ -127,15 +117,15 @@ def main() -> int:
         # warm-up: first-use costs (loading EfficientNet-Lite0's weights, imports) on a tiny copy of the grid
         tiny = mini_spec(True, ["similarity.n_per_subset=2", "similarity.bootstrap=0"])
         mwarm = {k: FreshSweep(tiny, tmp, True, f"mini-warm-{i}") for i, k in enumerate(mfns)}
-        mtimed = time_interleaved(mfns, warmup=1, repeats=repeats, warmup_fns=mwarm)
+        mtimed = bench.time_interleaved(mfns, warmup=1, repeats=repeats, warmup_fns=mwarm)
         results["mini"] = {
             "similarity_only": args.quick, "overrides": overrides,
             "timings": {k: {kk: vv for kk, vv in v.items() if kk != "last"} | {"plan": v["last"]}
                         for k, v in mtimed.items()},
-            "unshared_vs_shared": paired_ratios(mtimed["mini unshared"]["times_s"], mtimed["mini shared"]["times_s"]),
+            "unshared_vs_shared": bench.paired_ratios(mtimed["mini unshared"]["times_s"], mtimed["mini shared"]["times_s"]),
         }
         print(results["mini"]["unshared_vs_shared"], flush=True)
-    results["load_average_at_end"] = load_average()
+    results["load_average_at_end"] = bench.load_average()
 
     net = results["network"]
     md = ["# Shared passes in sweeps", ""]
@@ -147,8 +137,8 @@ def main() -> int:
            f"sweeps into fresh stores, {repeats} interleaved repeat(s). Goal: shared <= 1.3x one pass of the "
            "deepest point.", ""]
     rows = [[k, v["plan"]["runs"], v["plan"]["passes"], f"{v['median_s']:.2f}"] for k, v in net["timings"].items()]
-    md.append(markdown_table(["sweep", "runs", "passes", "median wall (s)"], rows))
-    md += ["", markdown_table(["ratio (median of paired ratios)", "value"], [
+    md.append(bench.markdown_table(["sweep", "runs", "passes", "median wall (s)"], rows))
+    md += ["", bench.markdown_table(["ratio (median of paired ratios)", "value"], [
         ["shared 12 runs / one run of the deepest point", f"{net['shared_vs_one_pass']['median']:.2f}x"],
         ["unshared 12 runs / one run of the deepest point", f"{net['unshared_vs_one_pass']['median']:.2f}x"],
         ["unshared / shared", f"{net['unshared_vs_shared']['median']:.2f}x"]])]
@@ -156,11 +146,11 @@ def main() -> int:
                  for k, v in results["mini"]["timings"].items()]
     what = "its similarity runs only" if args.quick else "the whole grid, training runs included"
     md += ["", f"2. The `mini` grid ({what}), in-process into fresh stores.", "",
-           markdown_table(["sweep", "runs", "passes", "median wall (s)"], mini_rows), "",
+           bench.markdown_table(["sweep", "runs", "passes", "median wall (s)"], mini_rows), "",
            f"unshared / shared: {results['mini']['unshared_vs_shared']['median']:.2f}x", "",
-           "## Machine", "", machine_markdown(info),
+           "## Machine", "", bench.machine_markdown(info),
            f"- load_average_at_end: {results['load_average_at_end']}"]
-    json_path, md_path = write_results("shared_passes", results, "\n".join(md))
+    json_path, md_path = bench.write_results("shared_passes", results, "\n".join(md))
     print(f"wrote {json_path} and {md_path}")
     return 0
 

@@ -42,20 +42,10 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(1, str(HERE.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # common.py, which puts the repo root on the path
 
 import torch  # noqa: E402
-from common import (  # noqa: E402
-    load_average,
-    machine_info,
-    machine_markdown,
-    markdown_table,
-    paired_ratios,
-    time_interleaved,
-    write_results,
-)
+import common as bench  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 BATCH = 50
@@ -147,15 +137,15 @@ def bench_throughput(tmp: str, n: int, repeats: int) -> dict:
         "lpips (eval script)": lambda: _lpips_eval(ref, small_loader, no_grad=False),
         "lpips (no_grad)": lambda: _lpips_eval(ref, small_loader, no_grad=True),
     }
-    times = time_interleaved(fns, warmup=1, repeats=repeats, warmup_fns=warm)
+    times = bench.time_interleaved(fns, warmup=1, repeats=repeats, warmup_fns=warm)
     out = {"triplets": n, "batch_size": BATCH, "max_relative_difference_vs_lpips": rel, "results": {}}
     base = times["lossnet score_2afc"]["times_s"]
     base_cpu = times["lossnet score_2afc"]["cpu_times_s"]
     for name, t in times.items():
-        t = {k: v for k, v in t.items() if k != "last"}
+        t = bench.timings(t)
         out["results"][name] = {**t, "triplets_per_s": n / t["median_s"],
-                                "speedup_of_lossnet": paired_ratios(t["times_s"], base)["median"],
-                                "cpu_speedup_of_lossnet": paired_ratios(t["cpu_times_s"], base_cpu)["median"]}
+                                "speedup_of_lossnet": bench.paired_ratios(t["times_s"], base)["median"],
+                                "cpu_speedup_of_lossnet": bench.paired_ratios(t["cpu_times_s"], base_cpu)["median"]}
     out["speedup_vs_lpips_eval"] = out["results"]["lpips (eval script)"]["speedup_of_lossnet"]
     out["speedup_vs_lpips_no_grad"] = out["results"]["lpips (no_grad)"]["speedup_of_lossnet"]
     return out
@@ -176,13 +166,13 @@ def bench_points(tmp: str, n: int, repeats: int) -> dict:
            "1 point (features.29)": lambda: score_2afc(one, ds, batch_size=BATCH, bootstrap=0, progress=False)}
     warm = {"4 points (pihlgren)": lambda: score_2afc(four, small, batch_size=BATCH // 5, bootstrap=0, progress=False),
             "1 point (features.29)": lambda: score_2afc(one, small, batch_size=BATCH // 5, bootstrap=0, progress=False)}
-    times = time_interleaved(fns, warmup=1, repeats=repeats, warmup_fns=warm)
+    times = bench.time_interleaved(fns, warmup=1, repeats=repeats, warmup_fns=warm)
     t4, t1 = times["4 points (pihlgren)"], times["1 point (features.29)"]
     return {"triplets": n, "points": four.points,
             "results": {k: {**{kk: vv for kk, vv in v.items() if kk != "last"}, "triplets_per_s": n / v["median_s"]}
                         for k, v in times.items()},
-            "cost_ratio_4_vs_1": paired_ratios(t4["times_s"], t1["times_s"])["median"],
-            "cpu_cost_ratio_4_vs_1": paired_ratios(t4["cpu_times_s"], t1["cpu_times_s"])["median"]}
+            "cost_ratio_4_vs_1": bench.paired_ratios(t4["times_s"], t1["times_s"])["median"],
+            "cpu_cost_ratio_4_vs_1": bench.paired_ratios(t4["cpu_times_s"], t1["cpu_times_s"])["median"]}
 
 
 MEMORY_METRIC = dict(arch="alexnet", layers=["features.1"], weights="random")
@@ -272,7 +262,7 @@ def main() -> int:
 
     repeats = 2 if args.quick else 3
     start = time.perf_counter()
-    info = machine_info()
+    info = bench.machine_info()
     with tempfile.TemporaryDirectory() as tmp:
         print("throughput vs lpips ...", flush=True)
         throughput = bench_throughput(tmp, n=BATCH * 2, repeats=repeats)
@@ -281,7 +271,7 @@ def main() -> int:
     print("memory ...", flush=True)
     memory = bench_memory([500, 2000] if args.quick else [1000, 10000])
     total = time.perf_counter() - start
-    info["load_average_at_end"] = load_average()
+    info["load_average_at_end"] = bench.load_average()
 
     goals = {
         "throughput >= 1.5x lpips (eval script), wall": throughput["speedup_vs_lpips_eval"] >= 1.5,
@@ -309,14 +299,14 @@ def main() -> int:
         f"vgg16 (random weights, identical in both libraries), 64x64, batch {BATCH}, CPU, "
         f"{throughput['triplets']} triplets per timed run, {repeats} interleaved repeats (medians). "
         f"lossnet's d0/d1 match lpips's to {throughput['max_relative_difference_vs_lpips']:.1e} relative.",
-        "## Throughput against lpips\n\n" + markdown_table(
+        "## Throughput against lpips\n\n" + bench.markdown_table(
             ["contender", "triplets/s", "median wall s", "median CPU s", "lossnet speed-up (wall, paired)",
              "lossnet speed-up (CPU, paired)"], rows),
-        "## All 4 Pihlgren points in one pass against the deepest point alone\n\n" + markdown_table(
+        "## All 4 Pihlgren points in one pass against the deepest point alone\n\n" + bench.markdown_table(
             ["layers", "triplets/s", "median wall s", "median CPU s"], prow) +
         f"\n\ncost ratio 4 points / 1 point (paired median): wall {points['cost_ratio_4_vs_1']:.3f}, "
         f"CPU {points['cpu_cost_ratio_4_vs_1']:.3f}",
-        "## Peak memory (fresh process per size; " + memory["network"] + ")\n\n" + markdown_table(
+        "## Peak memory (fresh process per size; " + memory["network"] + ")\n\n" + bench.markdown_table(
             ["triplets", "RSS after set-up MB", "peak RSS while scoring MB", "growth MB", "tracemalloc peak MB",
              "triplets/s"],
             mrow),
@@ -328,9 +318,9 @@ def main() -> int:
         "per-pair distance is a fused vector norm over channels; everything under torch.inference_mode.\n"
         "The 4-point run adds only the distance arithmetic at the three shallower points: the trunk is the same.",
         "## Goals\n\n" + "\n".join(f"- [{'x' if ok else ' '}] {g}" for g, ok in goals.items()),
-        "## Machine\n\n" + machine_markdown(info) + f"\n- total benchmark time: {total:.0f} s",
+        "## Machine\n\n" + bench.machine_markdown(info) + f"\n- total benchmark time: {total:.0f} s",
     ])
-    json_path, md_path = write_results("similarity", payload, md)
+    json_path, md_path = bench.write_results("similarity", payload, md)
     print(md)
     print(f"\nwrote {json_path} and {md_path}")
     return 0

@@ -27,20 +27,12 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(1, str(HERE.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # common.py, which puts the repo root on the path
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # a local Ray instance on loopback only
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-from common import (  # noqa: E402
-    load_average,
-    machine_info,
-    machine_markdown,
-    markdown_table,
-    write_results,
-)
+import common as bench  # noqa: E402
 
 from lossnet.sweeps.runner import run_sweep  # noqa: E402
 
@@ -79,7 +71,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small grids, no mini grid with 2 workers")
     parser.add_argument("--skip-mini", action="store_true", help="only the scheduling overhead")
     args = parser.parse_args()
-    info = machine_info()
+    info = bench.machine_info()
     sizes = (20, 60) if args.quick else (50, 250)
     results: dict = {"machine": info, "overhead": [], "mini": []}
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp_name:
@@ -120,10 +112,10 @@ def main() -> int:
                 c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
                 cpu = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
                 entry = {"workers": workers, "wall_s": wall, "workers_cpu_s": cpu, "runs": summary["total"],
-                         "load_average_after": load_average()}
+                         "load_average_after": bench.load_average()}
                 results["mini"].append(entry)
                 print(entry, flush=True)
-    results["load_average_at_end"] = load_average()
+    results["load_average_at_end"] = bench.load_average()
 
     md = ["# Sweep scheduling benchmark", "",
           "Scheduling overhead per run: sweeps of `noop` runs (the task returns at once) of two sizes into fresh "
@@ -132,7 +124,7 @@ def main() -> int:
     rows = [[o["executor"], f"{o['per_run_ms']:.2f}", f"{o['fixed_s']:.2f}",
              " / ".join(f"{o['wall_s'][str(n)]:.2f}" for n in o["sizes"]), "/".join(map(str, o["sizes"]))]
             for o in results["overhead"]]
-    md.append(markdown_table(["executor", "overhead per run (ms)", "fixed cost (s)", "wall (s)", "runs"], rows))
+    md.append(bench.markdown_table(["executor", "overhead per run (ms)", "fixed cost (s)", "wall (s)", "runs"], rows))
     if any(o["executor"] == "ray" for o in results["overhead"]):
         ray_entry = next(o for o in results["overhead"] if o["executor"] == "ray")
         md += ["", f"Ray: a local instance (2 CPUs, loopback) started once beforehand in {ray_entry['ray_init_s']:.1f} s "
@@ -142,14 +134,14 @@ def main() -> int:
                "`lossnet sweep run mini --executor processes --workers W` into a fresh store "
                "(each run uses the spec's torch thread count, 1 for mini, in every executor).", ""]
         base = results["mini"][0]["wall_s"]
-        md.append(markdown_table(["workers", "runs", "wall (s)", "speed-up", "workers' CPU time (s)", "load after"],
+        md.append(bench.markdown_table(["workers", "runs", "wall (s)", "speed-up", "workers' CPU time (s)", "load after"],
                                  [[m["workers"], m["runs"], f"{m['wall_s']:.1f}", f"{base / m['wall_s']:.2f}x",
                                    f"{m['workers_cpu_s']:.1f}", m["load_average_after"]] for m in results["mini"]]))
         md += ["", "Each run has one torch thread here (the mini spec's `threads`), so W workers run W runs at "
                    "once; on a machine shared with other jobs (see the load averages) the speed-up depends on the "
                    "cores left free. The CPU time shows the work itself."]
-    md += ["", "## Machine", "", machine_markdown(info), f"- load_average_at_end: {results['load_average_at_end']}"]
-    json_path, md_path = write_results("sweep", results, "\n".join(md))
+    md += ["", "## Machine", "", bench.machine_markdown(info), f"- load_average_at_end: {results['load_average_at_end']}"]
+    json_path, md_path = bench.write_results("sweep", results, "\n".join(md))
     print(f"wrote {json_path} and {md_path}")
     return 0
 

@@ -35,21 +35,10 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(1, str(HERE.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # common.py, which puts the repo root on the path
 
 import torch  # noqa: E402
-from common import (  # noqa: E402
-    load_average,
-    machine_info,
-    machine_markdown,
-    markdown_table,
-    paired_ratios,
-    set_threads,
-    time_interleaved,
-    write_results,
-)
+import common as bench  # noqa: E402
 
 from lossnet import PerceptualLoss, load_model  # noqa: E402
 from lossnet.tasks.autoencoding import ConvVAE, vae_step  # noqa: E402
@@ -98,13 +87,13 @@ def bench_steps(repeats: int) -> list[dict]:
             opt = torch.optim.Adam(model.parameters(), lr=1e-4)
             step = make_step(loss)
             fns[name] = (lambda m=model, s=step, o=opt: _train_step(m, s, o, batch))
-        times = time_interleaved(fns, warmup=2, repeats=repeats)
+        times = bench.time_interleaved(fns, warmup=2, repeats=repeats)
         pixel = times["pixel l2"]
         for name in losses:
             t = times[name]
             rows.append({
                 "task": task, "loss": name, "step_ms": 1000 * t["median_s"], "step_ms_min": 1000 * t["min_s"],
-                "ratio_vs_pixel": paired_ratios(t["times_s"], pixel["times_s"])["median"],
+                "ratio_vs_pixel": bench.paired_ratios(t["times_s"], pixel["times_s"])["median"],
             })
         print(f"  {task}: " + ", ".join(f"{r['loss']} {r['step_ms']:.1f} ms" for r in rows[-len(losses):]),
               flush=True)
@@ -139,14 +128,14 @@ def bench_piq(repeats: int) -> dict:
             return float(xi.grad.abs().sum())
         return call
 
-    times = time_interleaved({"lossnet": fwd_bwd(ours), "piq ContentLoss (full features)": fwd_bwd(piq_full),
+    times = bench.time_interleaved({"lossnet": fwd_bwd(ours), "piq ContentLoss (full features)": fwd_bwd(piq_full),
                               "piq ContentLoss (truncated)": fwd_bwd(piq_cut)}, warmup=2, repeats=repeats)
     base = times["lossnet"]
     out = {"value_check": {"lossnet_mse": a, "piq": b, "piq_over_lossnet": b / a, "channels": channels},
            "rows": []}
     for name, t in times.items():
         out["rows"].append({"impl": name, "ms": 1000 * t["median_s"], "ms_min": 1000 * t["min_s"],
-                            "ratio_vs_lossnet": paired_ratios(t["times_s"], base["times_s"])["median"]})
+                            "ratio_vs_lossnet": bench.paired_ratios(t["times_s"], base["times_s"])["median"]})
     return out
 
 
@@ -155,30 +144,30 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--threads", type=int, default=THREADS, help=f"torch CPU threads (default {THREADS})")
     args = parser.parse_args()
-    set_threads(args.threads)
+    bench.set_threads(args.threads)
     repeats = 3 if args.quick else 5
-    info = machine_info()
+    info = bench.machine_info()
     t0 = time.perf_counter()
     print("training steps (perceptual vs pixel loss) ...", flush=True)
     steps = bench_steps(repeats)
     print("feature loss (lossnet vs piq ContentLoss) ...", flush=True)
     piq_res = bench_piq(repeats)
-    info["load_average_at_end"] = load_average()
+    info["load_average_at_end"] = bench.load_average()
     payload = {"machine": info, "repeats": repeats, "threads": args.threads, "train_steps": steps, "piq": piq_res,
                "seconds": round(time.perf_counter() - t0, 1)}
     md = ["# Downstream tasks: cost of the perceptual loss, and lossnet vs piq", "",
           f"CPU, {args.threads} thread{'s' if args.threads != 1 else ''}, medians of {repeats} interleaved repeats after 2 warm-ups. "
           "Ratios are medians of per-repeat ratios.", "",
           "## One training step (forward + backward + Adam), mini sizes", "",
-          markdown_table(["task", "loss", "step (ms)", "x pixel loss"],
+          bench.markdown_table(["task", "loss", "step (ms)", "x pixel loss"],
                          [[r["task"], r["loss"], f"{r['step_ms']:.1f}", f"{r['ratio_vs_pixel']:.2f}"] for r in steps]),
           "", "## Feature MSE at vgg16 relu2_2 (features.8), forward + backward, 4 x 128x128", "",
-          markdown_table(["implementation", "ms", "x lossnet"],
+          bench.markdown_table(["implementation", "ms", "x lossnet"],
                          [[r["impl"], f"{r['ms']:.1f}", f"{r['ratio_vs_lossnet']:.2f}"] for r in piq_res["rows"]]),
           "", f"Values agree: piq / lossnet = {piq_res['value_check']['piq_over_lossnet']:.4f} "
               f"(= C = {piq_res['value_check']['channels']}: piq sums over channels, lossnet averages).", "",
-          "## Machine", "", machine_markdown(info)]
-    json_path, md_path = write_results("tasks", payload, "\n".join(md))
+          "## Machine", "", bench.machine_markdown(info)]
+    json_path, md_path = bench.write_results("tasks", payload, "\n".join(md))
     print(f"wrote {json_path} and {md_path} ({payload['seconds']} s)")
     return 0
 

@@ -28,59 +28,22 @@ repeat). Reported: medians and **lossnet / timm** ratios (goal <= 1.05), also pe
 """
 from __future__ import annotations
 
-import argparse
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(1, str(HERE.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # common.py, which puts the repo root on the path
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from common import (  # noqa: E402
-    RESULTS_DIR,
-    load_average,
-    machine_info,
-    machine_markdown,
-    markdown_table,
-    paired_ratios,
-    set_threads,
-    time_interleaved,
-    write_results,
-)
+import common as bench  # noqa: E402
 
 PRESET = "dino-vitb16-cls-cosine"
 TIMM_MODEL = "vit_base_patch16_224.dino"
-PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 RTOL = 1e-5
 ATOL = 1e-5
 MODES = ("forward", "forward+backward")
 GOAL = 1.05
-
-
-def uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return f"load average {load_average()}"
-
-
-def make_pair(batch: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``batch`` real photos (the four scikit-image photos and their mirror images), and noisy targets."""
-    from skimage import data
-
-    images = []
-    for name in PHOTOS:
-        t = torch.from_numpy(np.ascontiguousarray(getattr(data, name)())).permute(2, 0, 1).float() / 255
-        t = F.interpolate(t[None], size=(size, size), mode="bilinear", antialias=True)[0]
-        images += [t, t.flip(-1)]
-    x = torch.stack([images[i % len(images)] for i in range(batch)]).clamp(0, 1)
-    g = torch.Generator().manual_seed(0)
-    return x, (x + 0.08 * torch.randn(x.shape, generator=g)).clamp(0, 1)
 
 
 class TimmCosine(torch.nn.Module):
@@ -153,7 +116,7 @@ def markdown_report(result: dict) -> str:
                      f"**{r['ratio']:.3f}**", f"{r['ratio_paired']['median']:.3f}", f"{r['ratio_of_mins']:.3f}",
                      f"{r['ratio_cpu']:.3f}", "yes" if r["ratio_paired"]["median"] <= GOAL else "no", r["repeats"],
                      f"{r['max_abs_err']:.1e}"])
-    table = markdown_table(["mode", "lossnet median (s)", "timm median (s)", "lossnet / timm", "paired", "of mins",
+    table = bench.markdown_table(["mode", "lossnet median (s)", "timm median (s)", "lossnet / timm", "paired", "of mins",
                             "cpu time", f"<= {GOAL}", "repeats", "value abs err"], rows)
     return f"""# A DINO-style ViT as a loss: lossnet vs a plain timm forward
 
@@ -176,70 +139,36 @@ pass over both batches concatenated in both; `forward+backward` = input requires
 
 ## Machine
 
-{machine_markdown(result['machine'])}
+{bench.machine_markdown(result['machine'])}
 """
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--threads", type=int, default=2, help="torch threads on the CPU (default 2)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--name", default="vit_loss", help="results file name (default vit_loss)")
-    parser.add_argument("--no-write", action="store_true", help="print only")
-    args = parser.parse_args(argv)
-
-    set_threads(args.threads)
-    device = torch.device(args.device)
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    t_start = time.perf_counter()
-    up_start = uptime()
-    info = machine_info()
+    args = bench.comparison_parser(__doc__.split("\n\n")[0], "vit_loss", repeats=5, batch=8, size=224).parse_args(argv)
+    device, sync, t_start, up_start, info = bench.start_comparison(args)
     ours, peer, described, policy = build(device)
-    x, y = make_pair(args.batch, args.size)
+    x, y = bench.photo_pair(args.batch, args.size)
     x, y = x.to(device), y.to(device)
     with torch.no_grad():
         expected, got = peer(x, y), ours(x, y)
-    if not torch.allclose(got, expected, rtol=RTOL, atol=ATOL):
-        raise SystemExit(f"values disagree: lossnet {got.tolist()} vs timm {expected.tolist()}")
-    print(f"values agree (max abs err {float((got - expected).abs().max()):.1e}); {up_start}", flush=True)
+    bench.check_values(got, expected, "timm", (RTOL, ATOL), "abs", up_start)
 
     results = []
     for mode in MODES:
-        fns = timed_calls(ours, peer, x, y, mode, sync)
-        warm = timed_calls(ours, peer, x[:2], y[:2], mode, sync)
-        t = time_interleaved(fns, warmup=1, repeats=args.repeats, warmup_fns=warm)
-        a, b = t["lossnet"], t["timm"]
-        err = float((a["last"] - b["last"]).abs().max())
-        if not torch.allclose(a["last"], b["last"], rtol=RTOL, atol=ATOL):
-            raise SystemExit(f"{mode}: values disagree during timing (abs err {err:.1e})")
-        cell = {"mode": mode, "repeats": args.repeats, "max_abs_err": err,
-                "lossnet": {k: v for k, v in a.items() if k != "last"},
-                "peer": {k: v for k, v in b.items() if k != "last"},
-                "ratio": a["median_s"] / b["median_s"], "ratio_of_mins": a["min_s"] / b["min_s"],
-                "ratio_paired": paired_ratios(a["times_s"], b["times_s"]),
-                "ratio_cpu": a["cpu_median_s"] / b["cpu_median_s"], "load_average": load_average()}
-        results.append(cell)
-        print(f"[{time.perf_counter() - t_start:5.0f}s] {mode:<16} lossnet {a['median_s']:7.3f}s  timm "
-              f"{b['median_s']:7.3f}s  lossnet/timm {cell['ratio']:.3f} (paired {cell['ratio_paired']['median']:.3f}, "
-              f"mins {cell['ratio_of_mins']:.3f}, cpu {cell['ratio_cpu']:.3f})", flush=True)
+        t = bench.time_sides(lambda x, y: timed_calls(ours, peer, x, y, mode, sync), x, y, args.repeats)
+        results.append(bench.comparison_cell(mode, t, "timm", args, (RTOL, ATOL), error="abs",
+                                             lossnet_over_peer=True, t_start=t_start, digits=3))
 
     result = {
         "benchmark": "bench_vit_loss",
-        "settings": {"batch": args.batch, "size": args.size, "threads": args.threads, "device": str(device),
-                     "dtype": "float32", "repeats": args.repeats, "rtol": RTOL, "atol": ATOL, "photos": list(PHOTOS),
+        "settings": {**bench.comparison_settings(args, device, RTOL, ATOL),
                      "preset": PRESET, "timm_model": TIMM_MODEL, "points": described["points"],
                      "resize_policy": policy, "goal": GOAL,
                      "argv": "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))},
-        "metric": described, "machine": info, "uptime_at_start": up_start, "uptime_at_end": uptime(),
+        "metric": described, "machine": info, "uptime_at_start": up_start, "uptime_at_end": bench.uptime(),
         "results": results, "total_runtime_s": time.perf_counter() - t_start,
     }
-    if not args.no_write:
-        j, m = write_results(args.name, result, markdown_report(result), args.out_dir)
-        print(f"wrote {j} and {m}")
+    bench.write_comparison(args, result, markdown_report(result))
     return result
 
 

@@ -42,22 +42,11 @@ import time
 import warnings
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(1, str(HERE.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # common.py, which puts the repo root on the path
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from common import (  # noqa: E402
-    RESULTS_DIR,
-    load_average,
-    machine_info,
-    machine_markdown,
-    markdown_table,
-    paired_ratios,
-    time_interleaved,
-    write_results,
-)
+import common as bench  # noqa: E402
 
 PLANS = {
     # 2AFC: triplets per timed run, image size, batch; loss: (size, batch) cells; repeats; warm-up calls
@@ -212,16 +201,16 @@ def bench_2afc(path: str, plan: dict, device: torch.device, budget: Budget, comp
         f()
     per_round = (time.perf_counter() - t0) * n / len(warm_items)
     repeats = max(1, min(plan["afc_repeats"], int(budget.left() * 0.4 / max(per_round, 1e-9))))
-    times = time_interleaved(fns, warmup=0, repeats=repeats)
+    times = bench.time_interleaved(fns, warmup=0, repeats=repeats)
 
     memory = {name: peak_memory(warm[name], device) for name in warm}
     head = times["lossnet float32"]["last"].triplets
     results = {}
     for name, t in times.items():
-        results[name] = {**{k: v for k, v in t.items() if k != "last"}, "triplets_per_s": n / t["median_s"],
-                         "speedup_vs_lpips_eval": paired_ratios(times["lpips (eval script)"]["times_s"],
+        results[name] = {**bench.timings(t), "triplets_per_s": n / t["median_s"],
+                         "speedup_vs_lpips_eval": bench.paired_ratios(times["lpips (eval script)"]["times_s"],
                                                                 t["times_s"])["median"],
-                         "speedup_vs_lpips_no_grad": paired_ratios(times["lpips (no_grad)"]["times_s"],
+                         "speedup_vs_lpips_no_grad": bench.paired_ratios(times["lpips (no_grad)"]["times_s"],
                                                                    t["times_s"])["median"],
                          "memory": memory[name]}
         if name.startswith("lossnet") and name != "lossnet float32":
@@ -270,7 +259,7 @@ def bench_loss_cells(path: str, state: dict, plan: dict, device: torch.device, b
 
             fns = {f"lossnet {name}": fwd_bwd(m) for name, m in ours.items()}
             fns[case["peer_name"]] = fwd_bwd(lambda a, b: call(peer, a, b))
-            times = time_interleaved(fns, warmup=plan["warmup"], repeats=plan["loss_repeats"])
+            times = bench.time_interleaved(fns, warmup=plan["warmup"], repeats=plan["loss_repeats"])
             peer_t = times[case["peer_name"]]
             ref_value = float(times["lossnet float32"]["last"])
             cell = {"size": size, "batch": batch, "comparison": case["name"], "key": case["key"],
@@ -278,8 +267,8 @@ def bench_loss_cells(path: str, state: dict, plan: dict, device: torch.device, b
             cells.append(cell)
             for name, t in times.items():
                 value = float(t["last"])
-                entry = {**{k: v for k, v in t.items() if k != "last"}, "value": value,
-                         "peer_over_this": paired_ratios(peer_t["times_s"], t["times_s"])["median"],
+                entry = {**bench.timings(t), "value": value,
+                         "peer_over_this": bench.paired_ratios(peer_t["times_s"], t["times_s"])["median"],
                          "memory": peak_memory(fns[name], device)}
                 if name.startswith("lossnet"):
                     entry["rel_diff_vs_float32"] = abs(value - ref_value) / abs(ref_value)
@@ -322,7 +311,7 @@ def markdown(result: dict) -> str:
                 for name, r in afc["results"].items()]
         lines += [f"## 2AFC scoring ({afc['triplets']} triplets of {afc['size']}x{afc['size']}, batch {afc['batch']}, "
                   f"{afc['repeats']} repeats)", "",
-                  markdown_table(["contender", "triplets/s", "median s", "vs lpips eval script (paired)",
+                  bench.markdown_table(["contender", "triplets/s", "median s", "vs lpips eval script (paired)",
                                   "vs lpips no_grad (paired)", "peak MiB (4-batch run)",
                                   "d0/d1 rel diff vs float32 / same decisions"], rows), "",
                   f"float32 lossnet vs lpips d0/d1: max relative difference {afc['lpips_parity_max_rel_diff']:.1e}."]
@@ -341,11 +330,11 @@ def markdown(result: dict) -> str:
                          f"{r['peer_over_this']:.2f}x", _mib(r["memory"]),
                          "" if "rel_diff_vs_float32" not in r else f"{r['rel_diff_vs_float32']:.1e}"])
     lines += ["## Training loss: forward + backward", "",
-              markdown_table(["cell", "comparison", "contender", "median ms", "peer time / this (paired)",
+              bench.markdown_table(["cell", "comparison", "contender", "median ms", "peer time / this (paired)",
                               "peak MiB above start", "value rel diff vs float32"], rows), "",
               "Peak memory: `torch.cuda.max_memory_allocated()` during one call, above the memory allocated before "
               "it (weights excluded)." if gpu else f"Peak memory: {NO_CUDA_MEMORY}.", "",
-              "## Machine", "", machine_markdown(result["machine"]), f"- device: {result['device']}"]
+              "## Machine", "", bench.machine_markdown(result["machine"]), f"- device: {result['device']}"]
     return "\n".join(lines)
 
 
@@ -355,7 +344,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one repeat (seconds; for CI)")
     parser.add_argument("--compile", action="store_true", help="also time the torch.compile'd fast path")
     parser.add_argument("--budget-s", type=float, default=420.0, help="time budget in seconds (default 420)")
-    parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--out-dir", type=Path, default=bench.RESULTS_DIR)
     parser.add_argument("--name", default="gpu", help="result file name (default gpu)")
     args = parser.parse_args(argv)
 
@@ -381,7 +370,7 @@ def main(argv: list[str] | None = None) -> dict:
     backends = {"cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
                 "cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
                 "cudnn.benchmark": torch.backends.cudnn.benchmark}
-    info = machine_info()
+    info = bench.machine_info()
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # lpips/piq build torchvision models with deprecated arguments
         path, state = shared_weights(tmp)
@@ -393,10 +382,10 @@ def main(argv: list[str] | None = None) -> dict:
               "device": dev, "backends": backends,
               "settings": {"smoke": args.smoke, "compile": args.compile, "budget_s": args.budget_s, "plan": plan,
                            "variants": VARIANTS, "arch": "vgg16", "weights": "random, seed 0, shared by all libraries"},
-              "machine": info, "2afc": afc, "loss": loss, "load_average_at_end": load_average(),
+              "machine": info, "2afc": afc, "loss": loss, "load_average_at_end": bench.load_average(),
               "seconds": time.perf_counter() - start}
     md = markdown(result)
-    j, m = write_results(args.name, result, md, args.out_dir)
+    j, m = bench.write_results(args.name, result, md, args.out_dir)
     print(md)
     print(f"wrote {j} and {m}")
     return result

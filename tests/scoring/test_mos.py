@@ -10,14 +10,7 @@ from PIL import Image
 from scipy import stats
 
 import lossnet
-from lossnet.data import (
-    load_kadid10k,
-    load_mos_csv,
-    load_tid2013,
-    write_kadid_fixture,
-    write_mos_csv_fixture,
-    write_tid2013_fixture,
-)
+from lossnet import data as D
 from lossnet.scoring import MOSResult, format_table, mos_correlations, score_mos
 
 
@@ -55,14 +48,16 @@ def _l2_from_files(ds) -> np.ndarray:
     return np.array(out)
 
 
-@pytest.mark.parametrize("kind", ["tid2013", "kadid10k", "csv"])
+MOS_FIXTURES = {  # the dataset of each kind's generated fixture, written under a folder
+    "tid2013": lambda root: D.load_tid2013(D.write_tid2013_fixture(root)),
+    "kadid10k": lambda root: D.load_kadid10k(D.write_kadid_fixture(root)),
+    "csv": lambda root: D.load_mos_csv(D.write_mos_csv_fixture(root), higher_is_better=False),
+}
+
+
+@pytest.mark.parametrize("kind", list(MOS_FIXTURES))
 def test_score_mos_equals_scipy_on_independent_distances(tmp_path, kind):
-    if kind == "tid2013":
-        ds = load_tid2013(write_tid2013_fixture(tmp_path))
-    elif kind == "kadid10k":
-        ds = load_kadid10k(write_kadid_fixture(tmp_path))
-    else:
-        ds = load_mos_csv(write_mos_csv_fixture(tmp_path), higher_is_better=False)
+    ds = MOS_FIXTURES[kind](tmp_path)
     result = score_mos("l2", ds, batch_size=3, progress=False)
     assert isinstance(result, MOSResult) and result.n == len(ds) == 8
     d = _l2_from_files(ds)
@@ -76,7 +71,7 @@ def test_score_mos_equals_scipy_on_independent_distances(tmp_path, kind):
 
 
 def test_score_mos_network_layers_and_json(tmp_path):
-    ds = load_tid2013(write_tid2013_fixture(tmp_path))
+    ds = MOS_FIXTURES["tid2013"](tmp_path)
     metric = lossnet.PerceptualLoss("alexnet", layers=["features.1", "features.4"], weights="random")
     result = score_mos(metric, ds, distances=["spatial", "style"], progress=False)
     assert set(result.layers) == {"features.1", "features.4", "combined"}

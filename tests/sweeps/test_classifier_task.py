@@ -3,7 +3,6 @@ results store, and running it again runs nothing."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 from lossnet.errors import LossnetError
 from lossnet.networks import classifiers as C
@@ -12,6 +11,7 @@ from lossnet.sweeps.runner import run_sweep
 from lossnet.sweeps.spec import expand, load_spec
 from lossnet.sweeps.store import ResultsStore
 from lossnet.sweeps.tasks import TaskError, get_task
+from lossnet.utils.devices import run_threads
 
 KUMAR_SPECS = ("kumar-mini", "kumar-defaults", "kumar-width", "kumar-depth", "kumar-classes", "kumar-noskip",
                "kumar-weight-decay", "kumar-label-smoothing", "kumar-dropout", "kumar-crop", "kumar-train-steps")
@@ -19,10 +19,8 @@ KUMAR_SPECS = ("kumar-mini", "kumar-defaults", "kumar-width", "kumar-depth", "ku
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    with run_threads(1):
+        yield
 
 
 def test_ready_made_specs_expand_to_classifier_runs():

@@ -151,7 +151,7 @@ def _ray_processes(pid: int) -> dict[int, str]:
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
-def test_a_local_ray_instance_never_outlives_its_driver(tmp_path, sig):
+def test_a_local_ray_instance_never_outlives_its_driver(tmp_path, sig, plugin_spec):
     """Ray's agents outlive a killed driver by about a minute on their own; a sweep's local
     instance is stopped at once (SIGTERM: the driver shuts it down and gives its run back;
     SIGKILL: the reaper process stops it)."""
@@ -159,20 +159,9 @@ def test_a_local_ray_instance_never_outlives_its_driver(tmp_path, sig):
     from lossnet.sweeps.reaper import alive
     from lossnet.sweeps.store import ResultsStore
 
-    plugin_dir = tmp_path / "plugins"
-    plugin_dir.mkdir()
-    (plugin_dir / "ray_sleeper_plugin.py").write_text(SLOW_PLUGIN)
     started = tmp_path / "started"
-    spec = tmp_path / "sleep.toml"
-    spec.write_text(textwrap.dedent(f"""
-        name = "sleep"
-        imports = ["ray_sleeper_plugin"]
-        [grid]
-        tasks = ["ray_sleeper"]
-        seeds = [0]
-        [tasks.ray_sleeper]
-        started = "{started}"
-    """))
+    spec, plugin_dir = plugin_spec("ray_sleeper_plugin", SLOW_PLUGIN, "ray_sleeper", [0], spec_name="sleep",
+                                   started=str(started))
     db = tmp_path / "r.sqlite"
     code = ("import sys\nfrom lossnet.sweeps.executors import RayExecutor\nfrom lossnet.sweeps.runner import run_sweep\n"
             "run_sweep(sys.argv[1], sys.argv[2], executor=RayExecutor(num_cpus=1, configure_logging=False), "

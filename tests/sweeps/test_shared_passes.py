@@ -8,11 +8,6 @@ import json
 import os
 import random
 import signal
-import sqlite3
-import subprocess
-import sys
-import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +19,7 @@ from lossnet.networks.extraction import LossNetwork
 from lossnet.sweeps.executors import describe_plan, execute_group, plan_units
 from lossnet.sweeps.runner import run_sweep
 from lossnet.sweeps.spec import expand
-from lossnet.sweeps.store import ResultsStore, process_alive
+from lossnet.sweeps.store import ResultsStore
 
 POINTS = ["features.1", ["features.1", "features.4"]]  # a single point and a combined run
 
@@ -204,32 +199,14 @@ GROUP = 4
 
 
 @pytest.fixture()
-def probe_spec(tmp_path):
-    plugin_dir = tmp_path / "plugins"
-    plugin_dir.mkdir()
-    (plugin_dir / "share_probe_plugin.py").write_text(PLUGIN)
-    sys.path.insert(0, str(plugin_dir))
+def probe_spec(tmp_path, plugin_spec):
     log = tmp_path / "passes.log"
 
     def make(sleep: float = 0.0, **settings) -> Path:
-        spec = tmp_path / "probe.toml"
-        extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items())
-        spec.write_text(textwrap.dedent(f"""
-            name = "probe"
-            imports = ["share_probe_plugin"]
-            [grid]
-            tasks = ["share_probe"]
-            seeds = {list(range(N_RUNS))}
-            [tasks.share_probe]
-            sleep = {sleep}
-            log = "{log}"
-            group = {GROUP}
-        """) + extra)
-        return spec
+        return plugin_spec("share_probe_plugin", PLUGIN, "share_probe", range(N_RUNS), sleep=sleep, log=str(log),
+                           group=GROUP, **settings)[0]
 
-    yield make, plugin_dir, log
-    sys.path.remove(str(plugin_dir))
-    sys.modules.pop("share_probe_plugin", None)
+    return make, tmp_path / "plugins", log
 
 
 def passes(log: Path) -> list[list[str]]:
@@ -271,87 +248,28 @@ def test_execute_group_checks_what_the_shared_pass_returns(probe_spec):
     assert "returned list for 4 runs" in out[0]["environment"]["shared_pass_error"]
 
 
-def _count(db: Path, sql: str) -> int:
-    if not db.exists():
-        return 0
-    for attempt in range(20):
-        try:
-            with sqlite3.connect(db, timeout=30) as conn:
-                return conn.execute(sql).fetchone()[0]
-        except sqlite3.OperationalError:
-            return 0
-        except sqlite3.DatabaseError as exc:  # a reader racing the last connection's close; ask again
-            assert "malformed" in str(exc) and attempt < 19, exc
-            time.sleep(0.05)
-    raise AssertionError("unreachable")
-
-
-def _sweep_process(code: str, args: list[str], plugin_dir: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(plugin_dir), os.environ.get("PYTHONPATH", "")]))
-    return subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-
-
-SWEEP = ("import sys\nfrom lossnet.sweeps.runner import run_sweep\n"
-         "run_sweep(sys.argv[1], sys.argv[2], executor=sys.argv[3], workers=int(sys.argv[4]), progress=False)\n")
-
-
-def _wait_for_workers_gone(db: Path, timeout: float = 20.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        with sqlite3.connect(db, timeout=30) as conn:
-            pids = [r[0] for r in conn.execute("SELECT pid FROM runs WHERE status = 'running'")]
-        if not any(process_alive(p) for p in pids):
-            return
-        time.sleep(0.1)
-    raise AssertionError("worker processes outlived their killed parent")
-
-
-def _check_exactly_once(db: Path, n: int) -> None:
-    store = ResultsStore(db)
-    events = store.events()
-    ids = [r.id for r in store.records()]
-    assert len(ids) == n
-    for rid in ids:
-        kinds = [e["event"] for e in events if e["run_id"] == rid]
-        assert kinds.count("finished") == 1, (rid, kinds)
-        assert "claimed" not in kinds[kinds.index("finished"):], (rid, kinds)  # never redone once finished
-        assert "discarded" not in kinds
-
-
 @pytest.mark.slow
-def test_sigkill_during_shared_passes_then_resume(tmp_path, probe_spec):
+def test_sigkill_during_shared_passes_then_resume(tmp_path, probe_spec, sweep_processes):
     make, plugin_dir, log = probe_spec
     spec = make(sleep=0.25)
     db = tmp_path / "results.sqlite"
     rng = random.Random(11)
     kills = 0
     for executor, workers in [("inprocess", 1), ("processes", 2)]:
-        claimed = _count(db, "SELECT COUNT(*) FROM events WHERE event = 'claimed'")
-        finished = _count(db, "SELECT COUNT(*) FROM runs WHERE status = 'finished'")
-        proc = _sweep_process(SWEEP, [str(spec), str(db), executor, str(workers)], plugin_dir)
-        deadline = time.time() + 300
-        while _count(db, "SELECT COUNT(*) FROM events WHERE event = 'claimed'") <= claimed:
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            assert time.time() < deadline, "the sweep never started"
-            time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 0.5))  # most often inside a pass (0.25 s of each 0.25 s + recording)
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            kills += 1
-        proc.wait()
-        proc.stderr.close()
-        _wait_for_workers_gone(db)
-        assert _count(db, "SELECT COUNT(*) FROM runs WHERE status = 'finished'") >= finished
+        finished = sweep_processes.count(db, "SELECT COUNT(*) FROM runs WHERE status = 'finished'")
+        # most often inside a pass (0.25 s of each 0.25 s + recording)
+        kills += sweep_processes.kill_after_a_claim(sweep_processes.SWEEP, [spec, db, executor, workers], plugin_dir,
+                                                    db, rng.uniform(0.0, 0.5))
+        assert sweep_processes.count(db, "SELECT COUNT(*) FROM runs WHERE status = 'finished'") >= finished
     assert kills >= 2
-    mid = _count(db, "SELECT COUNT(*) FROM runs WHERE status = 'finished'")
+    mid = sweep_processes.count(db, "SELECT COUNT(*) FROM runs WHERE status = 'finished'")
     assert mid < N_RUNS
     before = len(units(log))
     recorded = {r.id for r in ResultsStore(db).records(status="finished")}
     summary = run_sweep(spec, db, progress=False)
     assert (summary["finished"], summary["failed"], summary["pending"], summary["running"]) == (N_RUNS, 0, 0, 0)
     assert summary["skipped"] == mid and summary["ran"]["claimed"] == N_RUNS - mid
-    _check_exactly_once(db, N_RUNS)
+    sweep_processes.check_exactly_once(db, N_RUNS)
     ids = {r.seed: r.id for r in ResultsStore(db).records()}
     group_of = {rid: seed // GROUP for seed, rid in ids.items()}
     for p in passes(log):
@@ -386,11 +304,11 @@ run_sweep(sys.argv[1], sys.argv[2], progress=False)
 """
 
 
-def test_sigkill_between_the_records_of_a_group_redoes_only_the_unrecorded_runs(tmp_path, probe_spec):
+def test_sigkill_between_the_records_of_a_group_redoes_only_the_unrecorded_runs(tmp_path, probe_spec, sweep_processes):
     make, plugin_dir, log = probe_spec
     spec = make()
     db = tmp_path / "results.sqlite"
-    proc = _sweep_process(KILL_BETWEEN_RECORDS, [str(spec), str(db), "2"], plugin_dir)
+    proc = sweep_processes.start(KILL_BETWEEN_RECORDS, [str(spec), str(db), "2"], plugin_dir)
     assert proc.wait(timeout=300) == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
     proc.stderr.close()
     first = passes(log)
@@ -401,7 +319,7 @@ def test_sigkill_between_the_records_of_a_group_redoes_only_the_unrecorded_runs(
     assert summary["finished"] == N_RUNS and summary["ran"]["claimed"] == N_RUNS - 2
     assert passes(log)[1] == first[0][2:]  # the rest of the group, in one pass, and nothing recorded redone
     assert len(passes(log)) == 1 + N_RUNS // GROUP
-    _check_exactly_once(db, N_RUNS)
+    sweep_processes.check_exactly_once(db, N_RUNS)
 
 
 KILL_MID_PASS = """
@@ -420,20 +338,20 @@ run_sweep(sys.argv[1], sys.argv[2], progress=False)
 """
 
 
-def test_sigkill_in_the_middle_of_a_real_shared_pass_records_nothing_of_it(tmp_path, bapps):
+def test_sigkill_in_the_middle_of_a_real_shared_pass_records_nothing_of_it(tmp_path, bapps, sweep_processes):
     spec_path = tmp_path / "shared.json"
     spec = similarity_spec(bapps, ["random"], points=["features.1", "features.4"], baselines=())
     db = tmp_path / "results.sqlite"
     code = KILL_MID_PASS.replace("run_sweep(sys.argv[1]", "import json\nrun_sweep(json.load(open(sys.argv[1]))")
     spec_path.write_text(json.dumps(spec))
-    proc = _sweep_process(code, [str(spec_path), str(db)], tmp_path)
+    proc = sweep_processes.start(code, [str(spec_path), str(db)], tmp_path)
     assert proc.wait(timeout=300) == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
     proc.stderr.close()
     store = ResultsStore(db)
     assert store.counts()["finished"] == 0 and store.counts()["running"] == 4  # claimed together, none recorded
     summary = run_sweep(spec, db, progress=False)
     assert (summary["finished"], summary["ran"]["claimed"], summary["ran"]["passes"]) == (4, 4, 1)
-    _check_exactly_once(db, 4)
+    sweep_processes.check_exactly_once(db, 4)
     run_sweep(spec, tmp_path / "clean.sqlite", progress=False, share=False)
     assert metrics_of(db) == metrics_of(tmp_path / "clean.sqlite")
 
@@ -452,7 +370,7 @@ def test_a_group_is_one_unit_of_work_for_worker_processes(tmp_path, bapps):
 
 
 @pytest.mark.slow
-def test_a_group_is_one_ray_task(tmp_path, probe_spec):
+def test_a_group_is_one_ray_task(tmp_path, probe_spec, sweep_processes):
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray = pytest.importorskip("ray", reason="the Ray executor needs ray (pip install 'lossnet[ray]')")
@@ -470,7 +388,7 @@ def test_a_group_is_one_ray_task(tmp_path, probe_spec):
     assert summary["finished"] == N_RUNS and summary["ran"]["passes"] == N_RUNS // GROUP
     assert unshared["finished"] == N_RUNS and unshared["ran"]["passes"] == N_RUNS
     assert [len(p) for p in passes(log)] == [GROUP] * (N_RUNS // GROUP)  # unshared runs never use the pass
-    _check_exactly_once(tmp_path / "ray.sqlite", N_RUNS)
+    sweep_processes.check_exactly_once(tmp_path / "ray.sqlite", N_RUNS)
     a = {r.id: r.metrics for r in ResultsStore(tmp_path / "ray.sqlite").records()}
     b = {r.id: r.metrics for r in ResultsStore(tmp_path / "ray-alone.sqlite").records()}
     assert a == b

@@ -18,13 +18,7 @@ from lossnet.tasks.autoencoding import ConvVAE, decoder_kernels, train_probe, va
 from lossnet.tasks.config import LossConfig
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: tiny models gain nothing from two, and two crawl on a loaded machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @functools.lru_cache(maxsize=None)

@@ -25,13 +25,7 @@ from lossnet.tasks.config import ConfigMismatchError
 from lossnet.tasks.run import RunOptions
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread: small convolutions on a shared CPU are much faster without OpenMP contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------------------------------

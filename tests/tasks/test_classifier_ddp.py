@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from lossnet.data.imagenet64 import load_imagenet64, write_npz_fixture
 from lossnet.errors import LossnetError
 from lossnet.tasks import classifier as C
 from lossnet.tasks.run import RunOptions
@@ -31,12 +30,7 @@ ATOL = 1e-5
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _rank(data: str, out: str, report: str, crash_at: int) -> None:
@@ -97,11 +91,8 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_equal_one_process_and_resume_after_a_kill(tmp_path):
-    data = tmp_path / "in64"
-    write_npz_fixture(data, n_per_file=4, n_val=8, seed=3, labels=[1, 2, 3])
-    load_imagenet64(data, "train", progress=False)  # convert once, before the runs
-    load_imagenet64(data, "val", progress=False)
+def test_two_gloo_processes_equal_one_process_and_resume_after_a_kill(tmp_path, imagenet64_folder):
+    data = imagenet64_folder
     single = C.train_classifier(ARCH, "mini", f"imagenet64:{data}",
                                 RunOptions(out_dir=tmp_path / "one", device="cpu", progress=False, seed=3), OVERRIDES)
 

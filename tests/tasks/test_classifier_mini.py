@@ -12,12 +12,7 @@ from lossnet.tasks.classifier import train_classifier
 from lossnet.tasks.run import RunOptions
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.slow

@@ -13,20 +13,10 @@ from lossnet.data import (
 )
 from lossnet.errors import DataError
 from lossnet.tasks.config import LossConfig
-from lossnet.tasks.segmentation import (
-    IterativeUNet,
-    evaluate_segmentation,
-    seg_loss,
-    seg_step,
-)
+from lossnet.tasks.segmentation import IterativeUNet, evaluate_segmentation, seg_loss, seg_step
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("h, w", [(32, 32), (30, 45)])
@@ -72,23 +62,13 @@ def test_generated_roads_are_deterministic_and_plausible():
     assert 0 <= x.min() and x.max() <= 1
 
 
-def test_a_few_steps_lower_the_loss_on_generated_roads():
+def test_a_few_steps_lower_the_loss_on_generated_roads(train_briefly):
     data = load_segmentation_data("builtin", crop=32, n_train=8, n_val=0, n_test=1, tile_size=48)
     batch = [torch.stack(t) for t in zip(*[data.train[(i, 3)] for i in range(8)])]
     torch.manual_seed(0)
     net = IterativeUNet(width=8, depth=3, iterations=2)
     step = seg_step(LossConfig("efficientnet_lite0", layers="blocks.0").build(), 0.01, 2)
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    net.train()
-    with torch.no_grad():
-        before = float(step(net, batch))
-    for _ in range(15):
-        loss = step(net, batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        after = float(step(net, batch))
+    before, after = train_briefly(net, step, batch, lr=3e-3)
     assert after < 0.7 * before
 
 

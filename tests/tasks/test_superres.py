@@ -26,12 +26,7 @@ from lossnet.tasks.superres import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("scale, n_up", [(4, 2), (8, 3)])
@@ -66,23 +61,13 @@ def test_degradation_blurs_then_downscales():
         degrade(torch.rand(1, 3, 30, 32), 4)
 
 
-def test_a_few_steps_lower_the_loss_on_builtin_photos():
+def test_a_few_steps_lower_the_loss_on_builtin_photos(train_briefly):
     data = load_superres_data("builtin", scale=4, crop=32, train_length=16, photo_size=128, eval_size=64)
     hr = torch.stack([data.train[(i, 7)] for i in range(8)])
     torch.manual_seed(0)
     net = TransformNet(scale=4, width=16, blocks=2)
     step = sr_step(LossConfig("efficientnet_lite0", layers="blocks.0").build(), 4, 1.0)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    net.train()
-    with torch.no_grad():
-        before = float(step(net, hr))
-    for _ in range(15):
-        loss = step(net, hr)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        after = float(step(net, hr))
+    before, after = train_briefly(net, step, hr, lr=1e-3)
     assert after < 0.8 * before
 
 
