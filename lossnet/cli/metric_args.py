@@ -1,7 +1,7 @@
 """The metric flags every command shares, and the one place they become a metric.
 
 ``--metric PRESET`` (``lossnet list --metrics``) or ``--net ARCH`` with ``--layers``,
-``--distance``, ``--weights``, ``--lin``; ``--net alex|vgg|squeeze`` alone means exactly LPIPS
+``--distance``, ``--weights``, ``--lin``, ``--resize``; ``--net alex|vgg|squeeze`` alone means exactly LPIPS
 (its learned lin weights); ``--net none`` is a pixel baseline (``--distance l2|ssim``). Every
 flag reaches :func:`lossnet.create_metric`, which refuses conflicting ones with a clear error:
 no flag is silently ignored.
@@ -18,6 +18,7 @@ import argparse
 
 from ..distances.functional import PIXEL_DISTANCES
 from ..errors import LossnetError
+from ..networks.extraction import INTERPOLATIONS, RESIZE_MODES
 
 LPIPS_SHORT_NETS = ("alex", "vgg", "squeeze")
 PIXEL_NETS = ("none", "pixel")
@@ -36,6 +37,26 @@ def positive_int(minimum: int = 1):
 
     parse.__name__ = f"integer >= {minimum}"
     return parse
+
+
+def resize_arg(text: str) -> str | int | tuple[int, str]:
+    """An argparse type for ``--resize``: ``auto``, ``none``, an interpolation, ``N`` or
+    ``N:interpolation`` (the values of ``LossNetwork(resize=...)``).
+
+    Example:
+        >>> resize_arg("224"), resize_arg("224:bicubic"), resize_arg("none")
+        (224, (224, 'bicubic'), 'none')
+    """
+    words = (*RESIZE_MODES, *INTERPOLATIONS)
+    value = text.strip().lower()
+    if value in words:
+        return value
+    size, _, interpolation = value.partition(":")
+    if size.isdigit() and int(size) > 0 and (not interpolation or interpolation in INTERPOLATIONS):
+        return (int(size), interpolation) if interpolation else int(size)
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not a resize policy: use {', '.join(words)}, a size N (e.g. 224) or N:INTERPOLATION "
+        f"(e.g. 224:bicubic)")
 
 
 def add_metric_args(p: argparse.ArgumentParser, multi_distance: bool = True, default_net: str | None = "alex") -> None:
@@ -60,6 +81,10 @@ def add_metric_args(p: argparse.ArgumentParser, multi_distance: bool = True, def
                    help="per-channel lin weights: 'lpips' (LPIPS's learned weights: alex/vgg/squeeze at their "
                         "LPIPS layers, spatial distance), a file from `lossnet calibrate`, or 'none'. "
                         "Default: lpips for a bare --net alex|vgg|squeeze, none otherwise")
+    g.add_argument("--resize", type=resize_arg, default=None, metavar="POLICY",
+                   help="how images reach the network's input size: auto (a fixed-size model's size, the weights' "
+                        "interpolation), none (never; a wrong size is an error), bilinear, bicubic, N or "
+                        "N:bilinear|bicubic. Default: the preset's policy (auto for --net). Recorded in results")
     g.add_argument("--version", default=None, choices=("0.0", "0.1"), help="LPIPS version (LPIPS metrics only)")
     g.add_argument("--seed", type=int, default=0, help="seed of random weights and of the bootstrap (default: 0)")
     p.set_defaults(_default_net=default_net)
@@ -114,10 +139,12 @@ def metric_from_args(args: argparse.Namespace, reduction: str = "none"):
                 raise LossnetError(f"--net {net} compares pixels: pass --distance l2 or --distance ssim "
                                    f"(got {first or 'no --distance'}).")
     kwargs = {} if args.weights is None else {"weights": args.weights}
+    if getattr(args, "resize", None) is not None:
+        kwargs["resize"] = args.resize
     if lin is not None:
         kwargs["lin"] = None if lin.lower() == "none" else lin
     metric = create_metric(name, layers=args.layers, distance=first, reduction=reduction, seed=args.seed, **kwargs)
     return metric, distances
 
 
-__all__ = ["add_metric_args", "add_run_args", "metric_from_args", "positive_int"]
+__all__ = ["add_metric_args", "add_run_args", "metric_from_args", "positive_int", "resize_arg"]

@@ -32,14 +32,15 @@ def _list_metrics(args: argparse.Namespace) -> int:
     from ..loss.presets import METRIC_PRESETS
 
     names = list_metrics()
-    if args.json:
-        print(json.dumps({n: {"arch": METRIC_PRESETS[n].arch, "distance": METRIC_PRESETS[n].distance,
-                              "description": METRIC_PRESETS[n].description} for n in names}, indent=2))
+    if args.json:  # every field of the preset, its extra and resize policy included
+        print(json.dumps({n: METRIC_PRESETS[n].describe() for n in names}, indent=2))
         return 0
-    width = max(len(n) for n in names)
-    print(f"{'preset':<{width}}  description")
+    needs = {n: f"lossnet[{METRIC_PRESETS[n].extra}]" if METRIC_PRESETS[n].extra else "-" for n in names}
+    width, needs_width = max(len(n) for n in names), max(len("needs"), *(len(v) for v in needs.values()))
+    print(f"{'preset':<{width}}  {'needs':<{needs_width}}  description")
     for n in names:
-        print(f"{n:<{width}}  {METRIC_PRESETS[n].description}")
+        print(f"{n:<{width}}  {needs[n]:<{needs_width}}  {METRIC_PRESETS[n].description}")
+    print("\n'needs': the extra to install (pip install 'lossnet[EXTRA]'); '-': the core install.")
     return 0
 
 

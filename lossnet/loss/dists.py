@@ -138,7 +138,7 @@ def dists(
 
 
 register_metric(MetricPreset(
-    "dists", "dists_vgg16", DISTS_POINTS, "dists", input_norm="none", builder=dists,
+    "dists", "dists_vgg16", DISTS_POINTS, "dists", input_norm="none", builder=dists, extra="dists",
     description="DISTS: L2-pooling VGG-16 (torchvision ImageNet weights), structure + texture terms, "
                 "DISTS_pytorch's alpha/beta; inputs at their own size",
     reference=DISTS_REFERENCE), replace=True)  # replace=True: re-importing the module is harmless

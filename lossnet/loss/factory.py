@@ -25,18 +25,19 @@ from torch import nn
 
 from ..distances.functional import PIXEL_DISTANCES, canonical_distance, layer_weight_map
 from ..distances.lin import LPIPS_ARCHS
-from ..errors import LossnetError, UnknownNameError, unknown_name
+from ..errors import LossnetError, UnknownNameError, WeightsError, unknown_name
 from ..inputs import InputRange
-from ..networks.extraction import LossNetwork, resolve_layers
+from ..networks.extraction import LossNetwork, ResizeArg, resize_plan, resolve_layers
 from ..networks.registry import get_spec, list_architectures
 from ..networks.weights import WeightsArg
-from .perceptual import PerceptualLoss, Reduction
+from .perceptual import PerceptualLoss, Reduction, resize_policy_for
 from .presets import (
     METRIC_PRESETS,
     MetricPreset,
     get_preset,
     list_metrics,
     lpips_preset_name,
+    preprocessing_of,
     register_metric,
 )
 
@@ -55,6 +56,7 @@ def create_metric(
     input_norm: str | tuple | None = None,
     reduction: Reduction = "mean",
     seed: int | None = None,
+    resize: ResizeArg | None = None,
     **loss_kwargs: Any,
 ) -> PerceptualLoss:
     """A :class:`PerceptualLoss` from a preset, an architecture, a module or a LossNetwork.
@@ -73,6 +75,11 @@ def create_metric(
             weights: only for the LPIPS trunks at their LPIPS layers with the spatial distance).
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
         seed: seed of ``weights="random"`` (default 0).
+        resize: how inputs reach the network's input size (:class:`lossnet.LossNetwork`'s
+            ``resize``: ``"auto"``, ``"none"``, ``"bilinear"``/``"bicubic"``, ``N``,
+            ``(N, interpolation)``). Default: the preset's policy (``"auto"`` for an
+            architecture). A preset whose policy is not ``"auto"`` fixes it; pixel metrics never
+            resize (an error).
         **loss_kwargs: ``layer_weights``, ``input_range``, ``spatial``, ``expand_grayscale``,
             ``tokens`` (see :class:`PerceptualLoss`).
 
@@ -83,14 +90,17 @@ def create_metric(
         Traceback (most recent call last):
         ...
         lossnet.errors.LossnetError: preset 'lpips-vgg' fixes distance='spatial', but distance='mse' was given. ...
+        >>> create_metric("vgg16", layers=["features.3"], weights="random", resize=32).resize_policy
+        'resize to 32x32 (bilinear, antialias)'
     """
     unknown = sorted(set(loss_kwargs) - set(LOSS_KWARGS))
     if unknown:
         raise LossnetError(f"create_metric got unknown arguments {unknown}; it takes name, layers, distance, weights, "
-                           f"lin, input_norm, reduction, seed and {', '.join(LOSS_KWARGS)}.")
+                           f"lin, input_norm, reduction, seed, resize and {', '.join(LOSS_KWARGS)}.")
     if isinstance(lin, os.PathLike):
         lin = str(lin)
-    args = {"layers": layers, "distance": distance, "weights": weights, "lin": lin, "input_norm": input_norm}
+    args = {"layers": layers, "distance": distance, "weights": weights, "lin": lin, "input_norm": input_norm,
+            "resize": resize}
     common = {"reduction": reduction, **loss_kwargs}
     if isinstance(name, PerceptualLoss):
         given = [k for k, v in {**args, "seed": seed, **loss_kwargs}.items() if v is not None] + (
@@ -104,7 +114,7 @@ def create_metric(
     if isinstance(name, nn.Module):
         return PerceptualLoss(name, layers=layers, distance=_feature_distance(distance, type(name).__name__),
                               weights=weights, lin=lin, input_norm=input_norm, seed=0 if seed is None else seed,
-                              **common)
+                              resize=resize, **common)
     if name is None:
         return _pixel_metric(args, common)
     if not isinstance(name, str):
@@ -139,11 +149,11 @@ def _pixel_metric(args: dict, common: dict) -> PerceptualLoss:
 
 def _from_preset(preset: MetricPreset, args: dict, seed: int | None, common: dict) -> PerceptualLoss:
     if preset.pixel:
-        extra = [k for k in ("layers", "weights", "lin", "input_norm") if args[k] is not None]
+        extra = [k for k in ("layers", "weights", "lin", "input_norm", "resize") if args[k] is not None]
         extra += [k for k in ("layer_weights", "tokens") if common.get(k) is not None]
         if extra:
-            raise LossnetError(f"preset {preset.name!r} is a pixel baseline and uses no network: drop "
-                               f"{', '.join(extra)} (or name a network instead).")
+            raise LossnetError(f"preset {preset.name!r} is a pixel baseline and uses no network (and never resizes): "
+                               f"drop {', '.join(extra)} (or name a network instead).")
     conflicts: list[tuple[str, Any, Any]] = []  # (field, given, fixed by the preset)
     if args["distance"] is not None and canonical_distance(args["distance"]) != preset.distance:
         conflicts.append(("distance", args["distance"], preset.distance))
@@ -157,6 +167,9 @@ def _from_preset(preset: MetricPreset, args: dict, seed: int | None, common: dic
     lin = args["lin"]
     if preset.lin is not None and lin is not None and not (isinstance(lin, str) and lin == preset.lin):
         conflicts.append(("lin", lin, preset.lin))
+    resize = args["resize"]
+    if resize is not None and not _same_resize(preset, resize, args["weights"]):
+        conflicts.append(("resize", resize, preset.resize))
     if conflicts:
         fixed = ", ".join(f"{f}={v!r}" for f, _, v in conflicts)
         given = ", ".join(f"{f}={v!r}" for f, v, _ in conflicts)
@@ -174,20 +187,54 @@ def _from_preset(preset: MetricPreset, args: dict, seed: int | None, common: dic
         kwargs = {k: v for k, v in common.items() if k != "tokens" or v is not None}
         if lin is not None:
             kwargs["lin"] = lin
-        metric = preset.builder(weights=args["weights"] or preset.weights, seed=0 if seed is None else seed, **kwargs)
+        weights = args["weights"] or preset.weights
+        if resize is not None and (preset.arch is None or _resize_policy(preset, resize, weights)
+                                   != _resize_policy(preset, preset.resize, weights)):
+            kwargs["resize"] = resize  # a builder is asked for another policy only when there is one to ask for
+        metric = preset.builder(weights=weights, seed=0 if seed is None else seed, **kwargs)
         if not isinstance(metric, PerceptualLoss):
             raise LossnetError(f"the builder of preset {preset.name!r} returned {type(metric).__name__}, not a "
                                "PerceptualLoss.")
+        wanted = None if resize is None or metric.pixel else resize_policy_for(metric.net, resize)
+        if wanted is not None and metric.resize_policy != wanted:
+            raise LossnetError(
+                f"preset {preset.name!r} builds its own network, which does not apply resize={resize!r} ({wanted!r}; "
+                f"it does {metric.resize_policy!r}): drop resize= and resize the images beforehand, or build your own "
+                f"metric with create_metric('<architecture>', resize=..., ...).")
     else:
         kwargs = dict(common)
         kwargs["tokens"] = preset.tokens if preset.tokens is not None else tokens
         metric = PerceptualLoss(
             preset.arch, layers=preset.layers, distance=preset.distance, weights=args["weights"] or preset.weights,
             lin=lin if lin is not None else preset.lin, input_norm=preset.input_norm,
-            seed=0 if seed is None else seed, _lpips_net=preset.lpips_net,
-            _lpips_version=preset.lpips_version or "0.1", **kwargs)
+            seed=0 if seed is None else seed, resize=preset.resize if resize is None else resize,
+            _lpips_net=preset.lpips_net, _lpips_version=preset.lpips_version or "0.1", **kwargs)
     metric.preset = preset.name
     return metric
+
+
+def _resize_policy(preset: MetricPreset, resize: Any, weights: Any) -> str | None:
+    """The policy (in words) ``resize`` gives the preset's network; None without a known architecture."""
+    if preset.arch is None:
+        return None
+    named = isinstance(weights, str) and (weights == "random" or weights.startswith("imagenet"))
+    try:  # the interpolation of "auto" comes from the weights' metadata; a file has the architecture's defaults
+        return resize_plan(preset.arch, resize, weights if named else "random").policy
+    except WeightsError:  # a factory without pretrained metadata
+        return resize_plan(preset.arch, resize, "random").policy
+
+
+def _same_resize(preset: MetricPreset, resize: Any, weights: Any) -> bool:
+    """True when ``resize`` is allowed with the preset: its policy is ``"auto"`` (a default the
+    caller may replace), or ``resize`` means the same policy as the preset's."""
+    if preset.pixel or (isinstance(preset.resize, str) and preset.resize == "auto") or resize == preset.resize:
+        return True
+    weights = weights or preset.weights
+    try:
+        fixed = _resize_policy(preset, preset.resize, weights)
+        return fixed is not None and _resize_policy(preset, resize, weights) == fixed
+    except LossnetError:  # not a valid policy for this network: a conflict
+        return False
 
 
 def _same_layers(preset: MetricPreset, layers: Any) -> bool:
@@ -219,7 +266,7 @@ def _from_arch(name: str, args: dict, seed: int | None, common: dict) -> Percept
         return _from_preset(get_preset(lpips_preset_name(net, version)), rest, seed, common)
     return PerceptualLoss(spec.name, layers=layers, distance=_feature_distance(args["distance"], repr(name)),
                           weights=args["weights"], lin=lin, input_norm=args["input_norm"],
-                          seed=0 if seed is None else seed, **common)
+                          seed=0 if seed is None else seed, resize=args["resize"], **common)
 
 
 def _lpips_target(arch: str, name: str, layers: Any, distance: str | None, input_norm: Any) -> tuple[str, str]:
@@ -263,7 +310,7 @@ def _from_network(net: LossNetwork, args: dict, seed: int | None, common: dict) 
     if isinstance(lin, str) and lin == "lpips":
         lpips_net, version = _lpips_target(net.arch, net.arch, list(net.points), distance, net.input_norm)
     return PerceptualLoss(network=net, distance=distance, lin=lin, _lpips_net=lpips_net, _lpips_version=version,
-                          **common)
+                          resize=args["resize"], **common)
 
 
 def lpips(
@@ -292,18 +339,22 @@ def lpips(
 
 
 def describe_metric(metric: PerceptualLoss) -> dict[str, Any]:
-    """Metadata of a metric: preset, arch, points, distance, weights, lin, layer weights, input norm.
+    """Metadata of a metric: preset, arch, points, distance, weights, lin, layer weights, input
+    norm, the resize policy in words (``"resize"``) and the ``"preprocessing"`` of its network
+    (the mean/std applied, the weights' input size, interpolation and crop; None for pixel
+    metrics, whose ``"resize"`` is ``"none"``). Every score, JND and MOS result records it.
 
     Example:
         >>> d = describe_metric(create_metric("lpips-squeeze", weights="random"))
-        >>> d["preset"], d["arch"], d["lin"], d["lin_source"]
-        ('lpips-squeeze', 'squeezenet1_1', True, 'lpips v0.1 (squeeze)')
+        >>> d["preset"], d["arch"], d["lin"], d["lin_source"], d["resize"]
+        ('lpips-squeeze', 'squeezenet1_1', True, 'lpips v0.1 (squeeze)', 'none')
     """
     if not isinstance(metric, PerceptualLoss):
         raise LossnetError(f"describe_metric takes a lossnet.PerceptualLoss, got {type(metric).__name__}.")
     if metric.pixel:
         return {"preset": metric.preset, "arch": None, "points": [], "distance": metric.distance, "weights": None,
-                "lin": False, "lin_source": None, "layer_weights": None, "input_norm": None}
+                "lin": False, "lin_source": None, "layer_weights": None, "input_norm": None,
+                "resize": metric.resize_policy, "preprocessing": None}
     points = list(metric.net.points)
     lw = metric.layer_weights
     return {
@@ -314,7 +365,19 @@ def describe_metric(metric: PerceptualLoss) -> dict[str, Any]:
         "lin": metric.lin is not None, "lin_source": metric.lin_source,
         "layer_weights": None if lw is None else layer_weight_map(points, lw),
         "input_norm": str(metric.net.input_norm),
+        "resize": metric.resize_policy,
+        "preprocessing": _network_preprocessing(metric.net, metric.resize_policy),
     }
+
+
+def _network_preprocessing(net: Any, policy: str) -> dict[str, Any] | None:
+    """What the network does to [0, 1] inputs: the mean/std it applies and its weights' metadata."""
+    info = getattr(net, "weights_info", None)
+    if info is None:
+        return None
+    applied = {"mean": [round(float(v), 6) for v in net.shift.flatten()],
+               "std": [round(float(v), 6) for v in net.scale.flatten()]}
+    return {**preprocessing_of(info, policy), **applied}
 
 
 __all__ = ["LOSS_KWARGS", "METRIC_PRESETS", "MetricPreset", "create_metric", "describe_metric", "list_metrics",

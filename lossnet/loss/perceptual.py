@@ -26,7 +26,11 @@ from ..distances.functional import (
 from ..distances.lin import resolve_lin
 from ..errors import LossnetError, unknown_name
 from ..inputs import InputRange, check_pair
-from ..networks.extraction import LayersArg, LossNetwork
+from ..networks.extraction import (
+    LayersArg,
+    LossNetwork,
+    ResizeArg,
+)
 from ..networks.weights import WeightsArg
 
 Reduction = Literal["mean", "sum", "none"]
@@ -58,6 +62,10 @@ class PerceptualLoss(nn.Module):
         network: a ready :class:`lossnet.LossNetwork` (then arch, layers, weights, input_norm,
             tokens and seed are not given).
         tokens: for transformers, ``"cls"`` or ``"patches"``.
+        resize: how inputs reach the network's input size, as :class:`lossnet.LossNetwork`'s
+            ``resize``: ``"auto"`` (default), ``"none"``, ``"bilinear"``/``"bicubic"``, ``N`` or
+            ``(N, interpolation)``; recorded as :attr:`resize_policy`. With ``network=`` it may
+            only restate that network's policy; pixel distances never resize (an error).
 
     A distance that comes out NaN or Inf raises an error naming the extraction point.
 
@@ -83,6 +91,7 @@ class PerceptualLoss(nn.Module):
         seed: int = 0,
         network: LossNetwork | None = None,
         tokens: str | None = None,
+        resize: ResizeArg | None = None,
         _lpips_net: str | None = None,
         _lpips_version: str = "0.1",
     ) -> None:
@@ -100,12 +109,13 @@ class PerceptualLoss(nn.Module):
         self.lin_source: str | None = None
         if self.pixel:
             given = {"arch": arch, "network": network, "lin": lin, "layers": layers, "weights": weights,
-                     "input_norm": input_norm, "layer_weights": layer_weights, "tokens": tokens}
+                     "input_norm": input_norm, "layer_weights": layer_weights, "tokens": tokens, "resize": resize}
             extra = [k for k, v in given.items() if v is not None]
             if extra:
                 raise LossnetError(
                     f"distance {self.distance!r} compares pixels and uses no network: drop {', '.join(extra)}, "
-                    "or choose a feature distance (spatial, mean_pool, style, mse, l1, cosine)."
+                        "or choose a feature distance (spatial, mean_pool, style, mse, l1, cosine); pixel distances "
+                    "never resize (resize the images beforehand)."
                 )
             if spatial:
                 raise LossnetError(f"spatial maps exist for feature distances only, not {self.distance!r}.")
@@ -126,9 +136,11 @@ class PerceptualLoss(nn.Module):
             if not isinstance(network, LossNetwork):
                 raise LossnetError(f"network must be a lossnet.LossNetwork, got {type(network).__name__}; pass your "
                                    "own nn.Module as arch= (with layers= naming its nodes).")
+            if resize is not None:
+                _check_same_resize(network, resize)
             self.net = network
         else:
-            self.net = self._build_network(arch, layers, weights, input_norm, tokens, seed)
+            self.net = self._build_network(arch, layers, weights, input_norm, tokens, seed, resize)
         layer_weight_map(self.net.points, layer_weights)  # refuses bad weights now, not at the first call
         lin_weights = None
         if lin is not None:
@@ -145,8 +157,8 @@ class PerceptualLoss(nn.Module):
             self.register_buffer(f"lin_{i}", lin_weights[p])
 
     @staticmethod
-    def _build_network(arch, layers, weights, input_norm, tokens, seed) -> LossNetwork:
-        kwargs = {"input_norm": input_norm, "tokens": tokens}
+    def _build_network(arch, layers, weights, input_norm, tokens, seed, resize) -> LossNetwork:
+        kwargs = {"input_norm": input_norm, "tokens": tokens, "resize": resize}
         if weights is not None:
             kwargs["weights"] = weights
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
@@ -171,6 +183,17 @@ class PerceptualLoss(nn.Module):
         if not self.lin_points:
             return None
         return {p: getattr(self, f"lin_{i}") for i, p in enumerate(self.lin_points)}
+
+    @property
+    def resize_policy(self) -> str:
+        """What is done to input sizes, in words (the network's :attr:`lossnet.LossNetwork.resize_policy`;
+        ``"none"`` for pixel distances): record it with every number.
+
+        Example:
+            >>> PerceptualLoss("vgg16", ["features.3"], weights="random", resize=32).resize_policy
+            'resize to 32x32 (bilinear, antialias)'
+        """
+        return "none" if self.net is None else self.net.resize_policy
 
     @property
     def points(self) -> list[str]:
@@ -226,3 +249,26 @@ class PerceptualLoss(nn.Module):
     def extra_repr(self) -> str:
         preset = f"preset={self.preset!r}, " if self.preset else ""
         return f"{preset}distance={self.distance!r}, reduction={self.reduction!r}, lin={'yes' if self.lin_points else 'no'}"
+
+
+def _check_same_resize(network: LossNetwork, resize: ResizeArg) -> None:
+    """A ``resize`` given with a ready network must be that network's own policy."""
+    wanted = resize_policy_for(network, resize)
+    if wanted != network.resize_policy:
+        raise LossnetError(
+            f"network= is a ready LossNetwork whose resize policy is {network.resize_policy!r}, but resize={resize!r} "
+            f"asks for {wanted!r}: drop resize=, or build the LossNetwork with LossNetwork(..., resize={resize!r}).")
+
+
+def resize_policy_for(network: LossNetwork, resize: ResizeArg) -> str:
+    """The policy (in words) ``resize`` would give ``network``, by the rules of
+    ``LossNetwork(resize=...)`` (an invalid value is their error).
+
+    Example:
+        >>> net = LossNetwork("vgg16", ["features.3"], weights="random")
+        >>> resize_policy_for(net, 64), net.resize_policy
+        ('resize to 64x64 (bilinear, antialias)', 'none')
+    """
+    if resize == network.resize:
+        return network.resize_policy
+    return network.plan_for(resize).policy

@@ -36,7 +36,7 @@ from ..distances.lin import LPIPS_ARCHS, LPIPS_VERSIONS
 from ..errors import LossnetError, WeightsError, unknown_name
 from ..networks.extraction import LossNetwork, resize_plan
 from ..networks.registry import timm_arch_name
-from ..networks.weights_info import weights_info
+from ..networks.weights_info import WeightsInfo, weights_info
 from .perceptual import PerceptualLoss
 
 LPIPS_REFERENCE = "Zhang et al. 2018, The Unreasonable Effectiveness of Deep Features as a Perceptual Metric (lpips 0.1.4)"
@@ -64,13 +64,16 @@ class MetricPreset:
             ``builder(weights=..., reduction=..., seed=..., **loss_kwargs) -> PerceptualLoss``.
         resize: how inputs reach the network's input size (see :class:`lossnet.LossNetwork`):
             ``"auto"`` (a fixed-size model's size, with the weights' interpolation), ``"none"``,
-            an interpolation, a size ``N`` or ``(N, interpolation)``. A default the caller may
-            replace (``resize="none"`` refuses other sizes instead of resizing).
+            an interpolation, a size ``N`` or ``(N, interpolation)``. ``"auto"`` is a default
+            the caller may replace (``resize="none"`` refuses other sizes instead of
+            resizing); any other policy is fixed by the preset (the DINOv2 presets' 224).
         extra: the optional dependency the metric needs (``"timm"``: ``pip install 'lossnet[timm]'``).
 
     Fixed by the preset (a different value passed to ``create_metric`` is an error): arch,
-    layers, distance, input_norm, tokens, and lin when the preset has one. ``weights`` is
-    a default the caller may replace.
+    layers, distance, input_norm, tokens, lin when the preset has one, and resize when it is
+    not ``"auto"``. ``weights`` is a default the caller may replace. A builder is passed
+    ``resize=`` only when the caller asks for another policy than the preset's (and the
+    metric it returns must then have it).
     """
 
     name: str
@@ -121,14 +124,27 @@ class MetricPreset:
         """
         if self.arch is None:
             return None
+        weights = self.weights or "imagenet"
         try:
-            info = weights_info(self.arch, self.weights or "imagenet")
+            info = weights_info(self.arch, weights)
         except WeightsError:  # a factory without pretrained metadata: its defaults
-            info = weights_info(self.arch, "random")
-        return {"mean": list(info.mean) if info.mean else None, "std": list(info.std) if info.std else None,
-                "norm_source": info.norm_source, "input_size": info.input_size, "interpolation": info.interpolation,
-                "crop_pct": info.crop_pct, "crop_mode": info.crop_mode, "resize_size": info.resize_size,
-                "resize": resize_plan(self.arch, self.resize, self.weights or "imagenet").policy}
+            weights = "random"
+            info = weights_info(self.arch, weights)
+        return preprocessing_of(info, resize_plan(self.arch, self.resize, weights).policy)
+
+
+def preprocessing_of(info: WeightsInfo, resize_policy: str) -> dict[str, Any]:
+    """The preprocessing fields of a network's weights metadata and its resize policy (words),
+    as recorded by :meth:`MetricPreset.preprocessing` and :func:`lossnet.loss.describe_metric`.
+
+    Example:
+        >>> preprocessing_of(weights_info("vgg16", "random"), "none")["input_size"]
+        224
+    """
+    return {"mean": list(info.mean) if info.mean else None, "std": list(info.std) if info.std else None,
+            "norm_source": info.norm_source, "input_size": info.input_size, "interpolation": info.interpolation,
+            "crop_pct": info.crop_pct, "crop_mode": info.crop_mode, "resize_size": info.resize_size,
+            "resize": resize_policy}
 
 
 METRIC_PRESETS: dict[str, MetricPreset] = {}

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import WeightsError
+from ..errors import LossnetError, WeightsError
 from .registry import IMAGENET_MEAN, IMAGENET_STD, ArchSpec, register_architecture
 from .weights import download_checkpoint, load_model, load_state_dict_strict
 
@@ -102,6 +102,13 @@ def resize_shorter_side(x: torch.Tensor, size: int = RESIZE_SHORTER_SIDE) -> tor
 torch.fx.wrap("resize_shorter_side")
 
 
+def _checked_resize(resize: object) -> bool:
+    if not isinstance(resize, bool):
+        raise LossnetError(f"resize must be True (the reference's rule: shorter side > {RESIZE_SHORTER_SIDE} -> "
+                           f"{RESIZE_SHORTER_SIDE}) or False (inputs at their own size), got {resize!r}.")
+    return resize
+
+
 class DistsVGG16(nn.Module):
     """VGG-16 features up to relu5_3 with L2 pooling; input in [0, 1], ImageNet mean/std inside.
 
@@ -112,7 +119,7 @@ class DistsVGG16(nn.Module):
 
     def __init__(self, resize: bool = False) -> None:
         super().__init__()
-        self.resize = bool(resize)
+        self.resize = _checked_resize(resize)
         self.image = nn.Identity()  # stage 0: the raw input, a named extraction point
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
@@ -129,6 +136,14 @@ class DistsVGG16(nn.Module):
             if isinstance(m, nn.Conv2d):  # torchvision's VGG initialisation
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 nn.init.zeros_(m.bias)
+
+    @property
+    def input_rule(self) -> str | None:
+        """What the model does to its inputs' size itself, in words (None: nothing)."""
+        if not self.resize:
+            return None
+        return (f"shorter side > {RESIZE_SHORTER_SIDE} resized to {RESIZE_SHORTER_SIDE} (bilinear, antialias), "
+                "as DISTS_pytorch's prepare_image(resize=True)")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.resize:
@@ -171,7 +186,7 @@ def dists_vgg16(weights: str | os.PathLike = "imagenet", seed: int = 0, resize: 
         load_torchvision_vgg16(model, weights.partition(":")[2] or None)
     else:
         model = load_model(DISTS_VGG16_SPEC, weights, seed=seed)
-    model.resize = bool(resize)
+    model.resize = _checked_resize(resize)
     return model.eval()
 
 

@@ -500,8 +500,10 @@ class LossNetwork(nn.Module):
                                    fixed_input_size=info.fixed_input_size, tokens=self.tokens)
         self.arch = self.spec.name
         self.resize = resize
-        self.resize_plan = _resize_plan(resize, self.arch, info.fixed_input_size, _patch_multiple(model, self._layout),
-                                        info)
+        self._patch = _patch_multiple(model, self._layout)
+        self.resize_plan = self.plan_for(resize)
+        # a model that resizes its own inputs (DISTS's trunk) says how, in words, as ``input_rule``
+        self._input_rule: str | None = getattr(model, "input_rule", None)
         self.register_buffer("scale", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("shift", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.body = self._truncate(model)
@@ -588,7 +590,19 @@ class LossNetwork(nn.Module):
             >>> LossNetwork("resnet18", ["layer1"], weights="random", resize="none").resize_policy
             'none'
         """
-        return self.resize_plan.policy
+        policy = self.resize_plan.policy
+        if self._input_rule is None:
+            return policy
+        return self._input_rule if policy == "none" else f"{policy}, then {self._input_rule}"
+
+    def plan_for(self, resize: ResizeArg) -> ResizePlan:
+        """The :class:`ResizePlan` that ``resize`` would give this network (an invalid value is an error).
+
+        Example:
+            >>> LossNetwork("vgg16", ["features.3"], weights="random").plan_for(64).policy
+            'resize to 64x64 (bilinear, antialias)'
+        """
+        return _resize_plan(resize, self.arch, self.weights_info.fixed_input_size, self._patch, self.weights_info)
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise a batch in [0, 1] the way the backbone expects (a new tensor), resized as

@@ -116,3 +116,66 @@ def test_version_flag_without_an_lpips_metric_is_an_error(image_files, capsys):
             "--version", "0.0"]
     assert main(argv) == 2
     assert "--version 0.0 applies to the LPIPS metrics" in capsys.readouterr().err
+
+
+# --- metric presets: their extra and resize policy; --resize ----------------------------------
+
+
+def test_list_metrics_text_shows_the_extra_each_preset_needs(capsys):
+    from lossnet.loss import METRIC_PRESETS
+
+    assert main(["list", "--metrics"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["preset", "needs", "description"]
+    rows = {line.split()[0]: line.split()[1] for line in lines[1:] if line.split()[:1] and line.split()[0] in
+            METRIC_PRESETS}
+    assert set(rows) == set(METRIC_PRESETS)
+    assert rows["vit-ti16-cls-cosine"] == rows["dinov2-vits14-cls-cosine"] == "lossnet[timm]"
+    assert rows["lpips-alex"] == rows["ssim"] == "-"
+
+
+def test_list_metrics_json_gives_extra_and_resize(capsys):
+    from lossnet.loss import METRIC_PRESETS
+
+    assert main(["list", "--metrics", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data) == set(METRIC_PRESETS)
+    assert (data["dinov2-vits14-cls-cosine"]["extra"], data["dinov2-vits14-cls-cosine"]["resize"]) == ("timm", 224)
+    assert (data["vit-ti16-cls-cosine"]["extra"], data["vit-ti16-cls-cosine"]["resize"]) == ("timm", "auto")
+    assert (data["lpips-alex"]["extra"], data["lpips-alex"]["resize"]) == (None, "auto")
+    assert data["lpips-alex"]["arch"] == "alexnet" and data["lpips-alex"]["distance"] == "spatial"
+
+
+def test_distance_resize_flag_reaches_the_metric_and_is_recorded(image_files, capsys):
+    import torch
+
+    import lossnet
+    from lossnet.data.images import load_image
+
+    base = [str(image_files[0]), str(image_files[1]), "--net", "squeezenet1_1", "--layers", "features.2",
+            "--distance", "mse", "--weights", "random", "--json"]
+    assert main(["distance", *base, "--resize", "32:bilinear"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["resize"] == result["preprocessing"]["resize"] == "resize to 32x32 (bilinear, antialias)"
+    a, b = (torch.nn.functional.interpolate(load_image(p)[None], size=(32, 32), mode="bilinear", antialias=True)
+            for p in image_files)
+    plain = lossnet.create_metric("squeezenet1_1", layers=["features.2"], distance="mse", weights="random",
+                                  reduction="none")
+    with torch.no_grad():
+        assert result["value"] == pytest.approx(plain(a, b).item(), rel=1e-5)
+    assert main(["distance", *base]) == 0
+    unresized = json.loads(capsys.readouterr().out)
+    assert unresized["resize"] == "none" and unresized["value"] != pytest.approx(result["value"], rel=1e-3)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--net", "squeezenet1_1", "--resize", "32x32"], "not a resize policy: use auto, none, bilinear, bicubic"),
+    (["--net", "none", "--distance", "ssim", "--resize", "32"], "uses no network: drop resize"),
+])
+def test_distance_bad_resize_is_a_clear_error(image_files, capsys, argv, message):
+    code = None
+    try:
+        code = main(["distance", str(image_files[0]), str(image_files[1]), *argv])
+    except SystemExit as exit_:  # argparse refuses a bad value itself
+        code = exit_.code
+    assert code == 2 and message in capsys.readouterr().err

@@ -10,6 +10,7 @@ import torchvision
 import lossnet
 from lossnet.errors import LossnetError, WeightsError
 from lossnet.loss.dists import dists, dists_weights_file
+from lossnet.loss.factory import describe_metric
 from lossnet.networks.dists_vgg import (
     DISTS_CHANNELS,
     DISTS_POINTS,
@@ -157,6 +158,11 @@ def test_resize_option_acts_inside_the_metric():
         stages = metric.net(x)  # what the scoring engine sees too
     assert tuple(stages["image"].shape[-2:]) == (257, 256)  # 256 * 260 / 258, truncated
     torch.testing.assert_close(stages["image"], resize_shorter_side(x), rtol=0, atol=0)
+    # the rule is recorded with every result, and its absence too
+    assert describe_metric(metric)["resize"].startswith("shorter side > 256 resized to 256")
+    assert describe_metric(dists(weights="random", alpha_beta="uniform"))["resize"] == "none"
+    with pytest.raises(LossnetError, match="resize must be True .* or False"):
+        dists(weights="random", alpha_beta="uniform", resize="none")  # bool("none") would turn the rule ON
 
 
 def test_clear_errors(tmp_path):

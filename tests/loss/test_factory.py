@@ -200,15 +200,96 @@ def test_seeded_random_weights_are_deterministic(photo_pairs):
 
 def test_describe_metric(alex):
     d = describe_metric(alex)
+    preprocessing = d.pop("preprocessing")
     assert d == {"preset": "lpips-alex", "arch": "alexnet",
                  "points": ["features.1", "features.4", "features.7", "features.9", "features.11"],
                  "distance": "spatial", "weights": "random", "lin": True, "lin_source": "lpips v0.1 (alex)",
-                 "layer_weights": None, "input_norm": "lpips"}
+                 "layer_weights": None, "input_norm": "lpips", "resize": "none"}
+    # LPIPS's ScalingLayer on [-1, 1] inputs: shift (-.030, -.088, -.188), scale (.458, .448, .450); on [0, 1]
+    # inputs that is mean (1 + shift) / 2 and std scale / 2
+    assert preprocessing["mean"] == pytest.approx([(1 - 0.030) / 2, (1 - 0.088) / 2, (1 - 0.188) / 2])
+    assert preprocessing["std"] == pytest.approx([0.458 / 2, 0.448 / 2, 0.450 / 2]) and preprocessing["resize"] == "none"
     custom = describe_metric(create_metric("resnet18", layers=["layer1", "layer2"], distance="style",
                                            weights="random", layer_weights={"layer2": 2}))
     assert custom["preset"] is None and custom["layer_weights"] == {"layer1": 0.0, "layer2": 2.0}
     assert custom["lin"] is False and custom["input_norm"] == "auto"
     pixel = describe_metric(create_metric("ssim"))
     assert pixel["preset"] == "ssim" and pixel["arch"] is None and pixel["points"] == []
+    assert pixel["resize"] == "none" and pixel["preprocessing"] is None
     with pytest.raises(LossnetError, match="PerceptualLoss"):
         describe_metric("lpips-alex")
+
+
+def test_describe_metric_records_the_resize_policy_and_preprocessing():
+    d = describe_metric(create_metric("vgg16", layers=["features.3"], weights="random", resize=(48, "bicubic")))
+    assert d["resize"] == d["preprocessing"]["resize"] == "resize to 48x48 (bicubic, antialias)"
+    # torchvision's VGG16_Weights.IMAGENET1K_V1 transforms: ImageNet mean/std, 224 px after resizing to 256
+    assert d["preprocessing"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
+    assert d["preprocessing"]["std"] == pytest.approx([0.229, 0.224, 0.225])
+    assert (d["preprocessing"]["input_size"], d["preprocessing"]["resize_size"]) == (224, 256)
+    raw = describe_metric(create_metric("vgg16", layers=["features.3"], weights="random", input_norm="none"))
+    assert raw["preprocessing"]["mean"] == [0.0, 0.0, 0.0] and raw["preprocessing"]["std"] == [1.0, 1.0, 1.0]
+
+
+# --------------------------------------------------------------------------------------
+# the resize policy: reaches every metric, a preset's own, never ignored
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fixed_resize_preset():
+    from lossnet.loss import MetricPreset, register_metric
+
+    preset = MetricPreset("test-vgg-relu1-48px", "vgg16", ("features.3",), "mse", resize=48,
+                          description="VGG-16 relu1_2 at 48x48")
+    register_metric(preset)
+    yield preset
+    METRIC_PRESETS.pop(preset.name, None)
+
+
+def test_a_presets_resize_policy_reaches_its_network(fixed_resize_preset, photo_pairs):
+    metric = create_metric(fixed_resize_preset.name, weights="random", reduction="none")
+    assert metric.resize_policy == "resize to 48x48 (bilinear, antialias)"
+    assert describe_metric(metric)["resize"] == "resize to 48x48 (bilinear, antialias)"
+    plain = create_metric("vgg16", layers=["features.3"], distance="mse", weights="random", reduction="none")
+    x0, x1 = (torch.nn.functional.interpolate(t, size=(48, 48), mode="bilinear", antialias=True)
+              for t in photo_pairs)
+    with torch.no_grad():
+        torch.testing.assert_close(metric(*photo_pairs), plain(x0, x1), rtol=1e-5, atol=1e-6)
+    same = create_metric(fixed_resize_preset.name, weights="random", resize=(48, "bilinear"))
+    assert same.resize_policy == metric.resize_policy
+
+
+def test_a_preset_that_fixes_resize_refuses_another(fixed_resize_preset):
+    with pytest.raises(LossnetError, match=r"preset 'test-vgg-relu1-48px' fixes resize=48, but resize='none' was "
+                                           r"given\. Drop resize="):
+        create_metric(fixed_resize_preset.name, weights="random", resize="none")
+    with pytest.raises(LossnetError, match=r"fixes distance='mse', resize=48, but distance='l1', resize=64"):
+        create_metric(fixed_resize_preset.name, weights="random", distance="l1", resize=64)
+
+
+def test_create_metric_resize_for_architectures_and_auto_presets(alex, photo_pairs):
+    arch = create_metric("resnet18", layers=["layer1"], weights="random", resize=32)
+    assert arch.resize_policy == "resize to 32x32 (bilinear, antialias)"
+    lpips32 = create_metric("lpips-alex", weights="random", reduction="none", resize=32)  # "auto": replaceable
+    assert lpips32.preset == "lpips-alex" and lpips32.resize_policy == "resize to 32x32 (bilinear, antialias)"
+    small = [torch.nn.functional.interpolate(t, size=(32, 32), mode="bilinear", antialias=True) for t in photo_pairs]
+    with torch.no_grad():
+        torch.testing.assert_close(lpips32(*photo_pairs), alex(*small), rtol=1e-5, atol=1e-6)
+    assert create_metric(alex.net, distance="mse", resize="none").resize_policy == "none"
+    with pytest.raises(LossnetError, match="resize policy is 'none', but resize=32"):
+        create_metric(alex.net, distance="mse", resize=32)
+
+
+def test_pixel_metrics_refuse_resize():
+    with pytest.raises(LossnetError, match="preset 'ssim' is a pixel baseline.*never resizes.*drop resize"):
+        create_metric("ssim", resize=32)
+    with pytest.raises(LossnetError, match="uses no network: drop resize"):
+        create_metric(distance="l2", resize="none")
+
+
+def test_a_builder_that_cannot_apply_resize_is_an_error():
+    # DISTS's own resize option is its reference's rule (True/False): a size is refused by name
+    with pytest.raises(LossnetError, match=r"resize must be True \(the reference's rule.*or False.*got 256"):
+        create_metric("dists", weights="random", resize=256)
+    assert create_metric("dists", weights="random", resize="none").resize_policy == "none"

@@ -69,7 +69,7 @@ def test_listed_by_the_cli_with_their_extra(capsys):
     out = capsys.readouterr().out
     for name in FOUNDATION:
         line = next(line for line in out.splitlines() if line.split()[:1] == [name])
-        assert "lossnet[timm]" in line
+        assert line.split()[1] == "lossnet[timm]"
 
 
 @pytest.mark.parametrize("name", FOUNDATION)
@@ -132,7 +132,12 @@ def test_other_sizes_are_resized_as_recorded(vit_ti_cls, pair):
         expected = 1 - F.cosine_similarity(embed(x), embed(y), dim=1)
         torch.testing.assert_close(vit_ti_cls(x, y), expected, rtol=1e-5, atol=1e-6)
     assert vit_ti_cls.net.resize_policy == "resize to 224x224 (bicubic, antialias)"
-    assert describe_metric(vit_ti_cls)["preset"] == "vit-ti16-cls-cosine"
+    described = describe_metric(vit_ti_cls)
+    assert described["preset"] == "vit-ti16-cls-cosine"
+    assert described["resize"] == "resize to 224x224 (bicubic, antialias)"
+    cfg = timm.get_pretrained_cfg("vit_tiny_patch16_224.augreg_in21k_ft_in1k")
+    assert described["preprocessing"]["mean"] == pytest.approx(list(cfg.mean))
+    assert (described["preprocessing"]["input_size"], described["preprocessing"]["interpolation"]) == (224, "bicubic")
 
 
 def test_gradients_flow_and_are_finite(vit_ti_cls, pair):
@@ -161,13 +166,62 @@ def test_register_model_patch_map_skips_the_prefix_tokens(dinov2_reg4_patches):
 
 
 def test_resize_none_refuses_other_sizes_naming_the_size(pair):
-    metric = METRIC_PRESETS["vit-ti16-cls-cosine"].builder(weights="random", seed=0, resize="none")
+    metric = create_metric("vit-ti16-cls-cosine", weights="random", resize="none")  # "auto" preset: replaceable
     assert metric.net.resize_policy == "none (inputs must be 224x224)"
+    assert describe_metric(metric)["resize"] == "none (inputs must be 224x224)"
     with torch.no_grad():
         metric(*pair)  # the model's own size works
         small = torch.rand(1, 3, 160, 160)
         with pytest.raises(InputError, match=r"224x224 images only.*160x160.*resize='auto'"):
             metric(small, small)
+
+
+def _smooth_pair(size: int, seed: int):
+    """Two smooth images in [0.1, 0.9] (no interpolation leaves [0, 1]), size x size."""
+    g = torch.Generator().manual_seed(seed)
+    low = 0.1 + 0.8 * torch.rand(2, 3, 24, 24, generator=g)
+    other = (low + 0.15 * torch.randn(low.shape, generator=g)).clamp(0.1, 0.9)
+    return tuple(F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False) for t in (low, other))
+
+
+def test_a_given_interpolation_reaches_the_network(vit_ti_cls):
+    metric = create_metric("vit-ti16-cls-cosine", weights="random", reduction="none", resize="bilinear")
+    assert metric.resize_policy == "resize to 224x224 (bilinear, antialias)"
+    x, y = _smooth_pair(160, 8)
+    x224, y224 = (F.interpolate(t, size=(224, 224), mode="bilinear", align_corners=False, antialias=True)
+                  for t in (x, y))
+    with torch.no_grad():  # the preset's own policy (bicubic) leaves 224x224 inputs as they are
+        got = metric(x, y)
+        torch.testing.assert_close(got, vit_ti_cls(x224, y224), rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(got, vit_ti_cls(x, y), rtol=1e-4, atol=1e-7)  # bicubic gives another number
+
+
+@pytest.fixture(scope="module")
+def dinov2_small_patches():
+    return create_metric("dinov2-vits14-patch-spatial", weights="random", reduction="none")
+
+
+def test_dinov2_resizes_to_224_as_its_preset_fixes(dinov2_small_patches):
+    """resize=224 (the preset's, DreamSim's protocol): a 256x256 input gives the metric of the input
+    resized beforehand with the weights' interpolation (bicubic, antialiased)."""
+    metric = dinov2_small_patches
+    assert METRIC_PRESETS["dinov2-vits14-patch-spatial"].resize == 224
+    assert metric.resize_policy == describe_metric(metric)["resize"] == "resize to 224x224 (bicubic, antialias)"
+    x, y = _smooth_pair(256, 5)
+
+    def to_224(t):
+        return F.interpolate(t, size=(224, 224), mode="bicubic", align_corners=False, antialias=True)
+
+    with torch.no_grad():
+        got = metric(x, y)
+        torch.testing.assert_close(got, metric(to_224(x), to_224(y)), rtol=1e-5, atol=1e-6)
+    assert float(got.min()) > 0
+
+
+def test_a_preset_fixed_resize_refuses_another():
+    with pytest.raises(LossnetError, match=r"preset 'dinov2-vits14-patch-spatial' fixes resize=224, but "
+                                           r"resize='none' was given\. Drop resize="):
+        create_metric("dinov2-vits14-patch-spatial", weights="random", resize="none")
 
 
 def test_bad_input_gets_the_core_errors(vit_ti_cls):
@@ -208,3 +262,4 @@ def test_2afc_on_a_generated_fixture_equals_the_hand_count(vit_ti_cls):
     expected = 100 * twoafc_scores(d0, d1, np.array([it["judge"] for it in items])).mean()
     assert result.subsets["tiny"]["score"] == pytest.approx(expected, abs=1e-6)
     assert result.metric["preset"] == "vit-ti16-cls-cosine" and result.n == 6
+    assert result.metric["resize"] == "resize to 224x224 (bicubic, antialias)"  # recorded with the score

@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import lossnet
@@ -266,3 +267,43 @@ def test_non_finite_distance_names_the_point(photo_pairs):
     loss = lossnet.PerceptualLoss(module, layers=["1", "2"], distance="mse", input_norm="none")
     with pytest.raises(LossnetError, match="point '2'"):
         loss(*photo_pairs)
+
+
+# --- the resize policy ------------------------------------------------------------------------
+
+
+def test_resize_reaches_the_network(photo_pairs):
+    x0, x1 = photo_pairs  # 64x64
+    resized = lossnet.PerceptualLoss("vgg16", ["features.3"], "mse", weights="random", reduction="none", resize=32)
+    plain = lossnet.PerceptualLoss("vgg16", ["features.3"], "mse", weights="random", reduction="none")
+    assert resized.net.resize_policy == resized.resize_policy == "resize to 32x32 (bilinear, antialias)"
+    assert plain.resize_policy == "none"
+
+    def small(t):
+        return F.interpolate(t, size=(32, 32), mode="bilinear", align_corners=False, antialias=True)
+
+    with torch.no_grad():
+        got = resized(x0, x1)
+        torch.testing.assert_close(got, plain(small(x0), small(x1)), rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(got, plain(x0, x1))  # not the distance at 64x64
+    bicubic = lossnet.PerceptualLoss(network=lossnet.LossNetwork("vgg16", ["features.3"], weights="random",
+                                                                 resize=(32, "bicubic")), distance="mse")
+    assert bicubic.resize_policy == "resize to 32x32 (bicubic, antialias)"
+
+
+def test_resize_with_a_ready_network_must_be_its_own(squeeze_loss):
+    net = squeeze_loss.net  # takes any size: "auto" and "none" both mean "none"
+    for same in ("none", "auto"):
+        assert lossnet.PerceptualLoss(network=net, resize=same).resize_policy == "none"
+    with pytest.raises(LossnetError, match=r"resize policy is 'none', but resize=64 asks for 'resize to 64x64 "
+                                           r"\(bilinear, antialias\)': drop resize=, or build the LossNetwork"):
+        lossnet.PerceptualLoss(network=net, resize=64)
+    with pytest.raises(LossnetError, match="resize must be 'auto', 'none'"):
+        lossnet.PerceptualLoss("vgg16", ["features.3"], weights="random", resize="nearest")
+
+
+def test_pixel_distances_never_resize():
+    for distance in ("ssim", "l2"):
+        with pytest.raises(LossnetError, match="uses no network: drop resize.*never resize"):
+            lossnet.PerceptualLoss(distance=distance, resize=32)
+    assert lossnet.PerceptualLoss(distance="l2").resize_policy == "none"

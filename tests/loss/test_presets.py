@@ -78,6 +78,25 @@ def test_a_preset_with_a_builder(custom_preset):
     register_metric(MetricPreset("test-built", None, None, "mse", weights="random", builder=build))
     m = create_metric("test-built", seed=2, reduction="none")
     assert m.preset == "test-built" and calls == {"weights": "random", "seed": 2, "reduction": "none"}
+    calls.clear()
+    m = create_metric("test-built", resize=40)  # a builder is given the caller's resize
+    assert calls["resize"] == 40 and m.resize_policy == "resize to 40x40 (bilinear, antialias)"
+
+
+def test_a_builder_that_drops_resize_is_caught(custom_preset):
+    def build(weights, seed, resize="auto", **kwargs):  # forgets to pass resize on
+        return PerceptualLoss("alexnet", ["features.1"], "mse", weights=weights, seed=seed, **kwargs)
+
+    register_metric(MetricPreset("test-built", None, None, "mse", weights="random", builder=build))
+    with pytest.raises(LossnetError, match="builds its own network, which does not apply resize=40"):
+        create_metric("test-built", resize=40)
+
+
+def test_preset_describe_and_preprocessing_carry_the_resize_policy(custom_preset):
+    preset = MetricPreset("test-fixed", "vgg16", ("features.3",), "mse", resize=(48, "bicubic"))
+    assert preset.describe()["resize"] == [48, "bicubic"] and preset.describe()["extra"] is None
+    assert preset.preprocessing()["resize"] == "resize to 48x48 (bicubic, antialias)"
+    assert METRIC_PRESETS["lpips-alex"].preprocessing()["resize"] == "none"
 
 
 def test_lpips_preset_names_and_fields():
