@@ -8,6 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import lossnet
+
 _real_connect = socket.socket.connect
 
 
@@ -42,6 +44,14 @@ def photo_pairs(photos) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     noisy = (photos + 0.08 * torch.randn(photos.shape, generator=g)).clamp(0, 1)
     return photos, torch.cat([noisy[:2], photos[2:].roll(3, dims=-1)])
+
+
+@pytest.fixture(scope="session")
+def trunk(tmp_path_factory):
+    """A state-dict file of alexnet with seeded random weights (seed 4): a weights FILE, as users pass one."""
+    path = tmp_path_factory.mktemp("trunk") / "alexnet.pth"
+    torch.save(lossnet.load_model("alexnet", weights="random", seed=4).state_dict(), path)
+    return path
 
 
 @pytest.fixture(autouse=True)

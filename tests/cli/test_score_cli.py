@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 import lossnet
 from lossnet.cli.main import main
@@ -24,13 +23,6 @@ def bapps(tmp_path_factory):
     write_bapps_fixture(root, n=6)
     write_jnd_fixture(root, n=6)
     return root
-
-
-@pytest.fixture(scope="module")
-def trunk(tmp_path_factory):
-    path = tmp_path_factory.mktemp("trunk") / "alexnet.pth"
-    torch.save(lossnet.load_model("alexnet", weights="random", seed=4).state_dict(), path)
-    return path
 
 
 def run(capsys, *argv):

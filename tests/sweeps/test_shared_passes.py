@@ -11,7 +11,6 @@ import signal
 from pathlib import Path
 
 import pytest
-import torch
 
 import lossnet
 from lossnet.data import write_bapps_fixture
@@ -29,13 +28,6 @@ def bapps(tmp_path_factory):
     root = tmp_path_factory.mktemp("bapps")
     write_bapps_fixture(root, n=4)  # 2 subsets x 4 triplets: 2 batches of 4 per pass
     return root
-
-
-@pytest.fixture(scope="module")
-def trunk(tmp_path_factory):
-    path = tmp_path_factory.mktemp("trunk") / "alexnet.pth"
-    torch.save(lossnet.load_model("alexnet", weights="random", seed=4).state_dict(), path)
-    return path
 
 
 def similarity_spec(bapps: Path, weights: list[str], points=POINTS, distances=("spatial", "style"),
