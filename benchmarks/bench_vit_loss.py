@@ -3,7 +3,7 @@
 
 Run from the repo root::
 
-    python benchmarks/bench_vit_loss.py              # 224x224, batch 8, 5 repeats; writes benchmarks/results/vit_loss.{json,md}
+    python benchmarks/bench_vit_loss.py              # 224x224, batch 8, 15 repeats; writes benchmarks/results/vit_loss.{json,md}
     python benchmarks/bench_vit_loss.py --repeats 1 --batch 2 --no-write   # a smoke run
 
 Setting: ``torch.set_num_threads(2)`` on the CPU (or ``--device cuda``), batch 8 of real
@@ -144,7 +144,7 @@ pass over both batches concatenated in both; `forward+backward` = input requires
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = bench.comparison_parser(__doc__.split("\n\n")[0], "vit_loss", repeats=5, batch=8, size=224).parse_args(argv)
+    args = bench.comparison_parser(__doc__.split("\n\n")[0], "vit_loss", repeats=15, batch=8, size=224).parse_args(argv)
     device, sync, t_start, up_start, info = bench.start_comparison(args)
     ours, peer, described, policy = build(device)
     x, y = bench.photo_pair(args.batch, args.size)
