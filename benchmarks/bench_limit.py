@@ -108,7 +108,6 @@ def run(n: int, repeats: int) -> dict:
     )
     from lossnet.scoring.engine import (
         COMBINED,
-        ChannelsLast,
         DistanceEngine,
         _Accumulator,
     )
@@ -121,20 +120,12 @@ def run(n: int, repeats: int) -> dict:
     items = make_items(n)
     batches = batches_of(items)
     engine = DistanceEngine(metric, None)
-    device = torch.device("cpu")
 
     # --- 1. whole pass vs trunk alone (weights channels-last inside the block, as score_2afc does)
     def score():
         return score_2afc(metric, items, batch_size=BATCH, bootstrap=0, progress=False)
 
-    layout = ChannelsLast(metric, device, True)
-    with layout, torch.inference_mode():
-        ready = [layout.input(net.prepare(b)) for b in batches]
-
-    def trunk():
-        with layout, torch.inference_mode():
-            for x in ready:
-                net.body(x)
+    trunk, layout, ready = bench.trunk_alone(metric, batches)
 
     def score_whole_batch():
         original = DistanceEngine.__call__

@@ -207,6 +207,27 @@ def _summary(times: Sequence[float], cpu_times: Sequence[float]) -> dict:
     }
 
 
+def trunk_alone(metric, batches: Sequence[object]):
+    """The trunk alone as ``score_2afc`` runs it on the CPU: ``metric.net.body`` over ``batches``
+    (each (N, 3, H, W) in [0, 1]), normalised and made channels-last in advance, under
+    ``torch.inference_mode``. Returns (a callable that runs it, the layout, the ready inputs)."""
+    import torch
+
+    from lossnet.scoring.engine import ChannelsLast
+
+    net = metric.net
+    layout = ChannelsLast(metric, torch.device("cpu"), True)
+    with layout, torch.inference_mode():
+        ready = [layout.input(net.prepare(b)) for b in batches]
+
+    def run() -> None:
+        with layout, torch.inference_mode():
+            for x in ready:
+                net.body(x)
+
+    return run, layout, ready
+
+
 def time_call(fn: Callable[[], object], warmup: int = 1, repeats: int = 5,
               warmup_fn: Callable[[], object] | None = None) -> dict:
     """Time ``fn()``: ``warmup`` untimed calls (of ``warmup_fn`` if given), then ``repeats`` timed ones.
