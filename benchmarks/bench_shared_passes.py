@@ -101,8 +101,7 @@ def main() -> int:
                 for i, k in enumerate(fns)}
         timed = bench.time_interleaved(fns, warmup=1, repeats=repeats, warmup_fns=warm)
         print({k: round(v["median_s"], 2) for k, v in timed.items()}, bench.load_average(), flush=True)
-        timed["unshared 12 runs"] = bench.time_interleaved(
-            {"unshared 12 runs": FreshSweep(grid, tmp, False, "grid-alone")}, warmup=0, repeats=1)["unshared 12 runs"]
+        timed["unshared 12 runs"] = bench.time_call(FreshSweep(grid, tmp, False, "grid-alone"), warmup=0, repeats=1)
         one = timed["one run (deepest point)"]["times_s"]
         one_median = [timed["one run (deepest point)"]["median_s"]]
         shared_median = [timed["shared 12 runs"]["median_s"]]
