@@ -83,7 +83,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run: fewer triplets, one repeat, "
                         "mini's similarity runs only")
     parser.add_argument("--repeats", type=int, default=None, help="interleaved repeats of part 1's shared "
-                        "sweep and single run (default 3; quick 1)")
+                        "sweep and single run, and of part 2's two mini sweeps (default 3; quick 1); "
+                        "part 1's unshared sweep is always one call")
     args = parser.parse_args()
     repeats = args.repeats or (1 if args.quick else 3)
     n_per_subset = 20 if args.quick else 50
@@ -153,7 +154,8 @@ def main() -> int:
     mini_rows = [[k, v["plan"]["runs"], v["plan"]["passes"], f"{v['median_s']:.2f}"]
                  for k, v in results["mini"]["timings"].items()]
     what = "its similarity runs only" if args.quick else "the whole grid, training runs included"
-    md += ["", f"2. The `mini` grid ({what}), in-process into fresh stores.", "",
+    md += ["", f"2. The `mini` grid ({what}), in-process into fresh stores, {repeats} interleaved repeat(s) after one "
+           "warm-up call of each.", "",
            bench.markdown_table(["sweep", "runs", "passes", "median wall (s)"], mini_rows), "",
            f"unshared / shared: {results['mini']['unshared_vs_shared']['median']:.2f}x", "",
            "## Machine", "", bench.machine_markdown(info),
